@@ -1,0 +1,207 @@
+//! The error design of the core.
+//!
+//! Each domain owns one `thiserror` enum with typed fields (the path that failed to open, the
+//! two currencies that do not match, the tenant that is unknown). [`Error`] gathers them so a
+//! caller that drives several capabilities can hold one type; it is `#[non_exhaustive]`
+//! because every capability adds its own domain. Nothing here formats for a particular
+//! front-end: the Python binding maps each variant to an exception class in one place.
+
+use std::path::PathBuf;
+
+use crate::ids::IdKind;
+
+/// Any error the core can return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value failed validation (an id, a name, a clock step).
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The embedded database could not be opened, migrated, read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit trail refused a query or an entry.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Tenancy: unknown or duplicate tenants.
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    /// Money and currencies.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// A shorthand for results whose error is a core [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A value given to the core is not acceptable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// An identifier is empty, too long or contains characters outside `[A-Za-z0-9._:-]`.
+    #[error("invalid {kind} id {value:?}: {reason}")]
+    InvalidId {
+        /// Which kind of id was being parsed.
+        kind: IdKind,
+        /// The rejected text.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A human-readable name is empty or too long.
+    #[error("invalid {field} {value:?}: {reason}")]
+    InvalidName {
+        /// The field being set (for example `tenant name`).
+        field: &'static str,
+        /// The rejected text.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A clock was asked to move by a negative, NaN or out-of-range number of seconds.
+    #[error("invalid clock step of {seconds} seconds: {reason}")]
+    InvalidClockStep {
+        /// The rejected step.
+        seconds: f64,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+/// The embedded SQLite store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open store at {path}: {reason}")]
+    Open {
+        /// The path given to [`crate::store::Store::open`].
+        path: PathBuf,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The file exists but is not an SQLite database, or its pages are damaged.
+    #[error("store at {path} is corrupt or not an OmniCloud database: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// SQLite's diagnosis.
+        reason: String,
+    },
+    /// The file was written by a newer OmniCloud whose schema this build does not know.
+    #[error("store at {path} has schema version {found}, newer than the {supported} this build knows")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version recorded in the file.
+        found: u32,
+        /// The newest version this build can migrate to.
+        supported: u32,
+    },
+    /// A schema migration failed and was rolled back.
+    #[error("schema migration {version} ({name}) failed on {path}: {source}")]
+    Migration {
+        /// The database file (`:memory:` for in-memory stores).
+        path: PathBuf,
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A statement failed.
+    #[error("store operation failed on {path}: {source}")]
+    Sqlite {
+        /// The database file (`:memory:` for in-memory stores).
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row holds a value this build cannot decode (for example a malformed timestamp).
+    #[error("store at {path} holds an undecodable value in {table}.{column}: {reason}")]
+    Decode {
+        /// The database file.
+        path: PathBuf,
+        /// The table read.
+        table: &'static str,
+        /// The column read.
+        column: &'static str,
+        /// What was wrong with the value.
+        reason: String,
+    },
+}
+
+/// The audit trail refused an operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A query's time range ends before it starts.
+    #[error("audit query range is empty: since {since} is after until {until}")]
+    EmptyRange {
+        /// Inclusive lower bound (RFC 3339).
+        since: String,
+        /// Exclusive upper bound (RFC 3339).
+        until: String,
+    },
+    /// An action name is empty or malformed.
+    #[error("invalid audit action {action:?}: {reason}")]
+    InvalidAction {
+        /// The rejected action name.
+        action: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+/// Tenancy failed: unknown or duplicate tenants.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenancyError {
+    /// No tenant has this id.
+    #[error("unknown tenant {tenant_id:?}")]
+    UnknownTenant {
+        /// The id that was looked up.
+        tenant_id: String,
+    },
+    /// A tenant with this id already exists.
+    #[error("tenant {tenant_id:?} already exists")]
+    DuplicateTenant {
+        /// The id that is taken.
+        tenant_id: String,
+    },
+}
+
+/// Money and currencies failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MoneyError {
+    /// The code is not in the ISO 4217 list.
+    #[error("unknown currency code {code:?} (expected an ISO 4217 alphabetic code such as USD, EUR or JPY)")]
+    UnknownCurrency {
+        /// The rejected code.
+        code: String,
+    },
+    /// Two amounts in different currencies were combined or compared.
+    #[error("currency mismatch: cannot combine {left} with {right}")]
+    CurrencyMismatch {
+        /// The left operand's currency.
+        left: String,
+        /// The right operand's currency.
+        right: String,
+    },
+    /// The currency has no minor unit in ISO 4217 (gold, SDR, testing codes) and cannot be billed.
+    #[error("currency {code} has no minor unit in ISO 4217 and cannot be used for billing")]
+    NotBillable {
+        /// The currency's code.
+        code: String,
+    },
+    /// An arithmetic result does not fit in a 96-bit decimal.
+    #[error("decimal overflow computing {operation}")]
+    Overflow {
+        /// The operation that overflowed (for example `add`).
+        operation: &'static str,
+    },
+}

@@ -1,0 +1,154 @@
+//! Identifiers: validated newtypes for caller-chosen ids and generated time-ordered ids.
+//!
+//! Caller-chosen ids (tenants, resources, nodes) are 1–128 characters from `[A-Za-z0-9._:-]`, so
+//! they are safe in URLs, log lines, SQL parameters and DNS-adjacent labels. Generated ids are
+//! UUIDv7 (time-ordered, so they sort by creation). This module never touches storage.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// Longest accepted caller-chosen id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Which kind of id a validation error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdKind {
+    /// A tenant id.
+    Tenant,
+    /// A resource id.
+    Resource,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKind::Tenant => "tenant",
+            IdKind::Resource => "resource",
+        })
+    }
+}
+
+/// Checks a caller-chosen id against the id grammar.
+pub fn validate_id(kind: IdKind, value: &str) -> Result<(), ValidationError> {
+    let reason = if value.is_empty() {
+        Some("must not be empty")
+    } else if value.len() > MAX_ID_LEN {
+        Some("must be at most 128 characters")
+    } else if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
+        Some("may only contain letters, digits and . _ : -")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ValidationError::InvalidId {
+            kind,
+            value: value.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The id of a tenant: the unit of isolation, billing and policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Validates and wraps a tenant id.
+    pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        validate_id(IdKind::Tenant, &value)?;
+        Ok(Self(value))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Generates a new time-ordered unique id (UUIDv7, hyphenated lower-case text).
+pub fn generate_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_id_grammar() {
+        for ok in ["t1", "acme-prod", "a.b_c:d-e", &"x".repeat(MAX_ID_LEN)] {
+            assert_eq!(TenantId::new(ok).expect("valid").as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn rejects_empty_long_and_unsafe_ids_with_the_reason() {
+        let cases = [
+            ("", "must not be empty"),
+            (&"x".repeat(MAX_ID_LEN + 1) as &str, "must be at most 128 characters"),
+            ("a b", "may only contain letters, digits and . _ : -"),
+            ("a/b", "may only contain letters, digits and . _ : -"),
+            ("é", "may only contain letters, digits and . _ : -"),
+        ];
+        for (bad, why) in cases {
+            let err = TenantId::new(bad).expect_err(bad);
+            assert_eq!(
+                err,
+                ValidationError::InvalidId {
+                    kind: IdKind::Tenant,
+                    value: bad.to_owned(),
+                    reason: why
+                }
+            );
+            assert!(err.to_string().starts_with("invalid tenant id"));
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let id = TenantId::new("acme").expect("valid");
+        let json = serde_json::to_string(&id).expect("serialize");
+        assert_eq!(json, "\"acme\"");
+        assert_eq!(serde_json::from_str::<TenantId>(&json).expect("parse"), id);
+        assert!(serde_json::from_str::<TenantId>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn generated_ids_are_unique_and_time_ordered() {
+        let ids: Vec<String> = (0..1000).map(|_| generate_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "UUIDv7 text sorts in creation order");
+        sorted.dedup();
+        assert_eq!(sorted.len(), 1000);
+    }
+}

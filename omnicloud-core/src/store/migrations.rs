@@ -1,0 +1,141 @@
+//! Versioned schema migrations.
+//!
+//! Every capability declares its tables as SQL next to the code that uses them and appends a
+//! [`Migration`] here; versions only ever grow and a released migration is never edited. Each
+//! migration runs in its own immediate transaction that re-checks the version first, so two
+//! processes opening the same new file apply it exactly once.
+
+use std::path::Path;
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::format_timestamp;
+use crate::error::StoreError;
+
+/// One step of the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Strictly increasing version, starting at 1.
+    pub version: u32,
+    /// What the step adds, for humans.
+    pub name: &'static str,
+    /// The statements (a batch).
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenancy: tenants",
+        sql: crate::tenancy::SCHEMA,
+    },
+    Migration {
+        version: 2,
+        name: "audit: hash-chained audit trail",
+        sql: crate::audit::SCHEMA,
+    },
+];
+
+/// The newest version this build knows.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at TEXT    NOT NULL
+)";
+
+/// The newest applied version (0 for a new database).
+pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("SELECT max(version) FROM schema_migrations", [], |row| {
+        row.get::<_, Option<u32>>(0)
+    })
+    .optional()
+    .map(|v| v.flatten().unwrap_or(0))
+}
+
+/// Brings the database up to [`latest_version`].
+pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sqlite = |source| super::classify_open_error(path, source);
+    conn.execute_batch(BOOKKEEPING).map_err(sqlite)?;
+    let found = current_version(conn).map_err(sqlite)?;
+    if found > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: latest_version(),
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        let failed = |source| StoreError::Migration {
+            path: path.to_path_buf(),
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        // Another process may have applied it between our read and our lock.
+        if current_version(&tx).map_err(sqlite)? >= migration.version {
+            continue;
+        }
+        tx.execute_batch(migration.sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![migration.version, migration.name, format_timestamp(Utc::now())],
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_start_at_one_and_increase_by_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("future.db");
+        drop(crate::store::Store::open(&path).expect("create"));
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?1, 'from the future', '2099-01-01T00:00:00Z')",
+            [latest_version() + 1],
+        )
+        .expect("insert");
+        drop(conn);
+        let err = crate::store::Store::open(&path).expect_err("too new");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, supported, .. } if found == supported + 1),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failing_migration_names_itself_and_rolls_back() {
+        let mut conn = Connection::open_in_memory().expect("conn");
+        // Occupy the name the first migration creates, with an incompatible object.
+        conn.execute_batch("CREATE VIEW tenants AS SELECT 1 AS x")
+            .expect("view");
+        let err = apply(&mut conn, Path::new(":memory:")).expect_err("collides");
+        assert!(
+            matches!(err, StoreError::Migration { version: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(current_version(&conn).expect("version"), 0);
+    }
+}

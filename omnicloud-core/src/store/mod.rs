@@ -1,0 +1,355 @@
+//! The embedded database: one SQLite file (WAL) that is the default home of all durable data.
+//!
+//! [`Store`] owns the connection, applies the versioned schema migrations of every capability
+//! on open, and hands capabilities short read and write sections. It knows nothing of tenants,
+//! audit entries or invoices: their tables are declared by their own modules and listed in
+//! [`migrations`]. SQL stays portable (plain types, text timestamps) so a PostgreSQL backend can
+//! follow; the only SQLite-specific parts are pragmas and the audit trail's guard triggers.
+
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::StoreError;
+
+pub use migrations::{MIGRATIONS, Migration};
+
+/// A handle on the embedded database. Cloning shares the same connection.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    in_memory: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// The label used in errors for in-memory stores.
+const MEMORY_PATH: &str = ":memory:";
+
+impl Store {
+    /// A private in-memory database with the full schema, gone when the last handle drops.
+    pub fn memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(MEMORY_PATH);
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Self::initialise(conn, path, true)
+    }
+
+    /// Opens (creating if absent) the database file at `path`, in WAL mode, and migrates it to
+    /// the newest schema.
+    ///
+    /// A directory, a missing parent directory, an unwritable location, a file that is not an
+    /// SQLite database and a file from a newer OmniCloud are each refused with a [`StoreError`]
+    /// naming the path; nothing is created or changed in those cases.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let refuse = |reason: &str| StoreError::Open {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        if path.as_os_str().is_empty() {
+            return Err(refuse("the path is empty"));
+        }
+        if path.is_dir() {
+            return Err(refuse("the path is a directory"));
+        }
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) if !parent.is_dir() => {
+                return Err(refuse(if parent.exists() {
+                    "the parent is not a directory"
+                } else {
+                    "the parent directory does not exist"
+                }));
+            }
+            _ => {}
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|e| classify_open_error(&path, e))?;
+        Self::initialise(conn, path, false)
+    }
+
+    fn initialise(mut conn: Connection, path: PathBuf, in_memory: bool) -> Result<Self, StoreError> {
+        configure(&conn, in_memory).map_err(|e| classify_open_error(&path, e))?;
+        migrations::apply(&mut conn, &path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                in_memory,
+            }),
+        })
+    }
+
+    /// The database file's path, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        (!self.inner.in_memory).then_some(self.inner.path.as_path())
+    }
+
+    /// The path as shown in errors (`:memory:` for in-memory stores).
+    pub fn label(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version the database is at (the newest applied migration).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.read(|conn| migrations::current_version(conn))
+    }
+
+    /// The migrations recorded in the database, oldest first: (version, name, applied at).
+    pub fn applied_migrations(&self) -> Result<Vec<(u32, String, DateTime<Utc>)>, StoreError> {
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT version, name, applied_at FROM schema_migrations ORDER BY version",
+            )?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(v, name, at)| {
+                Ok((v, name, self.decode_time("schema_migrations", "applied_at", &at)?))
+            })
+            .collect()
+    }
+
+    /// Runs SQLite's full integrity check; any finding is reported as [`StoreError::Corrupt`].
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let findings: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+            let rows = stmt
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        if findings.len() == 1 && findings[0] == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                reason: findings.join("; "),
+            })
+        }
+    }
+
+    /// Runs `f` with the connection for reads (and single-statement writes).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn).map_err(|e| self.sqlite_error(e))
+    }
+
+    /// Runs `f` inside an immediate (write-locking) transaction, committing if it returns `Ok`.
+    ///
+    /// The write lock is taken up front so read-modify-write sequences (the audit chain's head,
+    /// a migration checkpoint) are serialised across threads and processes.
+    pub(crate) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sqlite_error(e))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(|e| self.sqlite_error(e))?;
+        Ok(value)
+    }
+
+    /// Wraps an SQLite error with this store's path, classifying corruption.
+    pub(crate) fn sqlite_error(&self, source: rusqlite::Error) -> StoreError {
+        classify_open_error(&self.inner.path, source)
+    }
+
+    /// Decodes a timestamp column, naming the column if it is malformed.
+    pub(crate) fn decode_time(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        text: &str,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        parse_timestamp(text).ok_or_else(|| StoreError::Decode {
+            path: self.inner.path.clone(),
+            table,
+            column,
+            reason: format!("{text:?} is not an RFC 3339 UTC timestamp"),
+        })
+    }
+}
+
+fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if !in_memory {
+        // Reading the journal mode is also the first read of the file's header, so a file that
+        // is not a database fails here, before anything is written.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal mode stayed {mode}, WAL is required"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(())
+}
+
+fn classify_open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    let code = source.sqlite_error_code();
+    match code {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: source.to_string(),
+        },
+        Some(
+            ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::SystemIoFailure,
+        ) => StoreError::Open {
+            path: path.to_path_buf(),
+            reason: source.to_string(),
+        },
+        _ => StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Formats an instant the way the store keeps it: RFC 3339, UTC, nanoseconds, `Z`.
+///
+/// The fixed width makes text order equal time order, so range queries work on the text.
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Parses a timestamp written by [`format_timestamp`] (any RFC 3339 text is accepted).
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_is_migrated() {
+        let store = Store::memory().expect("memory store");
+        assert_eq!(store.schema_version().expect("version"), migrations::latest_version());
+        assert!(store.path().is_none());
+        assert_eq!(store.label(), Path::new(":memory:"));
+        let applied = store.applied_migrations().expect("applied");
+        assert_eq!(applied.len(), MIGRATIONS.len());
+        store.integrity_check().expect("healthy");
+    }
+
+    #[test]
+    fn file_store_uses_wal_and_reopens_without_reapplying() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("omnicloud.db");
+        let first = Store::open(&path).expect("open");
+        let mode: String = first
+            .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let applied_at = first.applied_migrations().expect("applied");
+        drop(first);
+        let again = Store::open(&path).expect("reopen");
+        assert_eq!(again.applied_migrations().expect("applied"), applied_at);
+        assert_eq!(again.path(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn open_refuses_directories_missing_parents_and_files_as_parents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Store::open(dir.path()).expect_err("directory");
+        assert!(matches!(&err, StoreError::Open { path, .. } if path == dir.path()), "{err}");
+        assert!(err.to_string().contains("is a directory"));
+
+        let missing = dir.path().join("no/such/dir/x.db");
+        let err = Store::open(&missing).expect_err("missing parent");
+        assert!(err.to_string().contains("parent directory does not exist"), "{err}");
+        assert!(err.to_string().contains(&*missing.to_string_lossy()));
+
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").expect("write");
+        let err = Store::open(file.join("x.db")).expect_err("file as parent");
+        assert!(err.to_string().contains("parent is not a directory"), "{err}");
+
+        assert!(Store::open("").is_err());
+    }
+
+    #[test]
+    fn open_reports_a_corrupt_file_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("corrupt.db");
+        let garbage = b"this is not an sqlite database, just text that is long enough to read".repeat(80);
+        std::fs::write(&path, &garbage).expect("write");
+        let err = Store::open(&path).expect_err("corrupt");
+        assert!(matches!(&err, StoreError::Corrupt { path: p, .. } if p == &path), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), garbage, "file untouched");
+    }
+
+    #[test]
+    fn timestamps_sort_as_text_in_time_order() {
+        let a = parse_timestamp("2026-01-01T00:00:00.5Z").expect("a");
+        let b = parse_timestamp("2026-01-01T00:00:01Z").expect("b");
+        assert!(format_timestamp(a) < format_timestamp(b));
+        assert_eq!(parse_timestamp(&format_timestamp(a)), Some(a));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn write_rolls_back_on_error() {
+        let store = Store::memory().expect("store");
+        let result: Result<(), StoreError> = store.write(|tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, name, billing_currency, created_at) VALUES ('t', 'T', 'USD', 'x')",
+                [],
+            )
+            .map_err(|e| store.sqlite_error(e))?;
+            Err(StoreError::Decode {
+                path: PathBuf::from("x"),
+                table: "t",
+                column: "c",
+                reason: "forced".into(),
+            })
+        });
+        assert!(result.is_err());
+        let n: i64 = store
+            .read(|c| c.query_row("SELECT count(*) FROM tenants", [], |r| r.get(0)))
+            .expect("count");
+        assert_eq!(n, 0);
+    }
+}
