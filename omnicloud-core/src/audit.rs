@@ -401,14 +401,14 @@ impl AuditLog {
 
     /// Entries matching `query`, oldest first.
     pub fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        if let (Some(since), Some(until)) = (query.since, query.until) {
-            if since > until {
-                return Err(AuditError::EmptyRange {
-                    since: format_timestamp(since),
-                    until: format_timestamp(until),
-                }
-                .into());
+        if let (Some(since), Some(until)) = (query.since, query.until)
+            && since > until
+        {
+            return Err(AuditError::EmptyRange {
+                since: format_timestamp(since),
+                until: format_timestamp(until),
             }
+            .into());
         }
         let mut sql = String::from(
             "SELECT seq, id, at, tenant_id, actor, action, resource_id, details, prev_hash, hash
@@ -456,7 +456,17 @@ impl AuditLog {
             Ok(rows)
         })?;
         rows.into_iter()
-            .map(|row| self.decode(row).map_err(|(_, e)| e.into()))
+            .map(|row| {
+                Self::decode(row).map_err(|(column, reason)| {
+                    StoreError::Decode {
+                        path: self.store.label().to_path_buf(),
+                        table: "audit_events",
+                        column,
+                        reason,
+                    }
+                    .into()
+                })
+            })
             .collect()
     }
 
@@ -500,9 +510,13 @@ impl AuditLog {
                 }),
             };
             let at_text = row.2.clone();
-            let event = match self.decode(row) {
+            let event = match Self::decode(row) {
                 Ok(event) => event,
-                Err((reason, _)) => return Ok(violation(AuditProblem::Undecodable { reason })),
+                Err((column, reason)) => {
+                    return Ok(violation(AuditProblem::Undecodable {
+                        reason: format!("{column}: {reason}"),
+                    }));
+                }
             };
             if event.seq != prev.seq + 1 {
                 return Ok(AuditVerification {
@@ -548,25 +562,13 @@ impl AuditLog {
         })
     }
 
-    /// Decodes a row; on failure returns the reason (for `verify`) and the typed error.
-    fn decode(&self, row: Row) -> std::result::Result<AuditEvent, (String, StoreError)> {
-        let (seq, id, at, tenant_id, actor, action, resource_id, details, prev_hash, hash) = row;
-        let at = self
-            .store
-            .decode_time("audit_events", "at", &at)
-            .map_err(|e| (format!("at: {at:?} is not a timestamp"), e))?;
-        let details: Value = serde_json::from_str(&details).map_err(|e| {
-            let reason = format!("details: {e}");
-            (
-                reason.clone(),
-                StoreError::Decode {
-                    path: self.store.label().to_path_buf(),
-                    table: "audit_events",
-                    column: "details",
-                    reason,
-                },
-            )
-        })?;
+    /// Decodes a row; on failure names the column and what is wrong with it.
+    fn decode(row: Row) -> std::result::Result<AuditEvent, (&'static str, String)> {
+        let (seq, id, at_text, tenant_id, actor, action, resource_id, details, prev_hash, hash) = row;
+        let at = crate::store::parse_timestamp(&at_text)
+            .ok_or_else(|| ("at", format!("{at_text:?} is not an RFC 3339 timestamp")))?;
+        let details: Value =
+            serde_json::from_str(&details).map_err(|e| ("details", format!("invalid JSON: {e}")))?;
         Ok(AuditEvent {
             seq,
             id,

@@ -29,6 +29,9 @@ pub enum Error {
     /// Money and currencies.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// The event bus: a subscriber failed.
+    #[error(transparent)]
+    Event(#[from] EventError),
 }
 
 /// A shorthand for results whose error is a core [`Error`].
@@ -203,5 +206,17 @@ pub enum MoneyError {
     Overflow {
         /// The operation that overflowed (for example `add`).
         operation: &'static str,
+    },
+}
+
+/// The event bus failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// A subscriber could not handle an event (for example a Python callback raised).
+    #[error("event subscriber failed: {message}")]
+    SubscriberFailed {
+        /// What the subscriber reported.
+        message: String,
     },
 }

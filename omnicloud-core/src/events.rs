@@ -276,11 +276,11 @@ impl EventBus {
         let id_cell = Arc::new(AtomicU64::new(0));
         let own_id = Arc::clone(&id_cell);
         let id = self.subscribe(kinds, move |env| {
-            if tx.send(env.clone()).is_err() {
-                if let Some(inner) = bus.upgrade() {
-                    let id = SubscriptionId(own_id.load(Ordering::Relaxed));
-                    EventBus { inner }.unsubscribe(id);
-                }
+            if tx.send(env.clone()).is_err()
+                && let Some(inner) = bus.upgrade()
+            {
+                let id = SubscriptionId(own_id.load(Ordering::Relaxed));
+                EventBus { inner }.unsubscribe(id);
             }
             Ok(())
         });

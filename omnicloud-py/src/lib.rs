@@ -1,1 +1,51 @@
+//! Python bindings for OmniCloud Core: the extension module `omnicloud._omnicloud`.
+//!
+//! Thin by design: each class is a frozen wrapper over a core type; arguments are converted and
+//! checked in [`convert`], work runs through the one [`gateway`] (GIL released, panics
+//! contained), and errors become Python exceptions in one place, [`errors`].
 
+mod audit;
+mod clock;
+mod convert;
+mod errors;
+mod events;
+mod gateway;
+mod money;
+mod store;
+mod tenancy;
+
+use pyo3::prelude::*;
+
+/// Raises an internal error through the gateway, as a bug would (for tests of the panic
+/// boundary: it must arrive as `omnicloud.InternalError`, never as `PanicException`).
+#[pyfunction]
+fn _raise_internal_error(py: Python<'_>) -> PyResult<()> {
+    gateway::detached(py, || -> Result<(), errors::BindingError> {
+        panic!("deliberate internal error (diagnostics hook)")
+    })
+}
+
+#[pymodule]
+mod _omnicloud {
+    #[pymodule_export]
+    use super::_raise_internal_error;
+    #[pymodule_export]
+    use super::audit::{AuditEvent, AuditLog, AuditVerification};
+    #[pymodule_export]
+    use super::clock::{ManualClock, SystemClock};
+    #[pymodule_export]
+    use super::events::{Event, EventBus};
+    #[pymodule_export]
+    use super::money::{Currency, Money};
+    #[pymodule_export]
+    use super::store::Store;
+    #[pymodule_export]
+    use super::tenancy::{Tenant, TenantRegistry};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -113,7 +113,7 @@ impl Store {
 
     /// The schema version the database is at (the newest applied migration).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        self.read(|conn| migrations::current_version(conn))
+        self.read(migrations::current_version)
     }
 
     /// The migrations recorded in the database, oldest first: (version, name, applied at).

@@ -1,0 +1,196 @@
+//! The one place where errors become Python exceptions.
+//!
+//! The exception classes live in Python (`omnicloud/exceptions.py`) so they can inherit from both
+//! `OmniCloudError` and the matching builtin (`ValueError`, `LookupError`, `TypeError`). This
+//! module imports them lazily, once, and maps every core error variant to one of them with its
+//! typed fields as attributes.
+
+use std::path::Path;
+
+use omnicloud_core::error::{
+    AuditError, Error as CoreError, MoneyError, StoreError, TenancyError, ValidationError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+/// Every error the binding raises, before it becomes a Python exception.
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    /// An error from the core.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A value of the right Python type but an unacceptable value (naive datetimes, bad JSON).
+    #[error("{message}")]
+    Value {
+        /// What is wrong, naming the value.
+        message: String,
+    },
+    /// A value of the wrong Python type where the library checks types itself (floats as money).
+    #[error("{message}")]
+    Type {
+        /// What was expected and what was given.
+        message: String,
+    },
+    /// A bug: a panic caught at the boundary, or an invariant broken.
+    #[error("internal error in omnicloud (please report): {message}")]
+    Internal {
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl BindingError {
+    /// A value error.
+    pub fn value(message: impl Into<String>) -> Self {
+        Self::Value {
+            message: message.into(),
+        }
+    }
+
+    /// A type error.
+    pub fn type_error(message: impl Into<String>) -> Self {
+        Self::Type {
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! core_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BindingError {
+            fn from(e: $t) -> Self {
+                Self::Core(CoreError::from(e))
+            }
+        }
+    )*};
+}
+core_from!(ValidationError, StoreError, AuditError, TenancyError, MoneyError);
+
+/// The binding's result type.
+pub(crate) type BindingResult<T> = Result<T, BindingError>;
+
+impl From<BindingError> for PyErr {
+    fn from(err: BindingError) -> PyErr {
+        Python::attach(|py| to_pyerr(py, &err))
+    }
+}
+
+/// The exception class named `name` in `omnicloud.exceptions`.
+fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module = MODULE.get_or_try_init(py, || {
+        py.import("omnicloud.exceptions").map(Bound::unbind)
+    })?;
+    Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
+}
+
+fn to_pyerr(py: Python<'_>, err: &BindingError) -> PyErr {
+    let (class, fields) = classify(err);
+    build(py, class, &err.to_string(), &fields).unwrap_or_else(|e| e)
+}
+
+/// A field value carried to the exception as an attribute.
+enum Field {
+    Text(String),
+    None,
+}
+
+fn path_text(path: &Path) -> Field {
+    Field::Text(path.display().to_string())
+}
+
+/// Picks the exception class and its attributes for an error. Adding a core variant means
+/// adding a line here (the core's `#[non_exhaustive]` keeps a fallback to `OmniCloudError`).
+fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::Text;
+    let core = match err {
+        BindingError::Core(core) => core,
+        BindingError::Value { .. } => return ("ValidationError", vec![]),
+        BindingError::Type { .. } => return ("ArgumentTypeError", vec![]),
+        BindingError::Internal { .. } => return ("InternalError", vec![]),
+    };
+    match core {
+        CoreError::Validation(v) => match v {
+            ValidationError::InvalidId { kind, value, .. } => (
+                "ValidationError",
+                vec![("field", Text(format!("{kind} id"))), ("value", Text(value.clone()))],
+            ),
+            ValidationError::InvalidName { field, value, .. } => (
+                "ValidationError",
+                vec![("field", Text((*field).to_owned())), ("value", Text(value.clone()))],
+            ),
+            ValidationError::InvalidClockStep { seconds, .. } => (
+                "ValidationError",
+                vec![("field", Text("seconds".into())), ("value", Text(seconds.to_string()))],
+            ),
+            _ => ("ValidationError", vec![]),
+        },
+        CoreError::Store(s) => {
+            let path = match s {
+                StoreError::Open { path, .. }
+                | StoreError::Corrupt { path, .. }
+                | StoreError::SchemaTooNew { path, .. }
+                | StoreError::Migration { path, .. }
+                | StoreError::Sqlite { path, .. }
+                | StoreError::Decode { path, .. } => path_text(path),
+                _ => Field::None,
+            };
+            let class = match s {
+                StoreError::Corrupt { .. } => "StoreCorruptError",
+                _ => "StoreError",
+            };
+            (class, vec![("path", path)])
+        }
+        CoreError::Audit(a) => match a {
+            AuditError::InvalidAction { action, .. } => {
+                ("AuditError", vec![("action", Text(action.clone()))])
+            }
+            _ => ("AuditError", vec![]),
+        },
+        CoreError::Tenancy(t) => match t {
+            TenancyError::UnknownTenant { tenant_id } => {
+                ("UnknownTenantError", vec![("tenant_id", Text(tenant_id.clone()))])
+            }
+            TenancyError::DuplicateTenant { tenant_id } => {
+                ("DuplicateTenantError", vec![("tenant_id", Text(tenant_id.clone()))])
+            }
+            _ => ("OmniCloudError", vec![]),
+        },
+        CoreError::Money(m) => match m {
+            MoneyError::UnknownCurrency { code } => {
+                ("UnknownCurrencyError", vec![("code", Text(code.clone()))])
+            }
+            MoneyError::CurrencyMismatch { left, right } => (
+                "CurrencyMismatchError",
+                vec![("left", Text(left.clone())), ("right", Text(right.clone()))],
+            ),
+            MoneyError::NotBillable { code } => {
+                ("CurrencyNotBillableError", vec![("code", Text(code.clone()))])
+            }
+            MoneyError::Overflow { operation } => {
+                ("MoneyOverflowError", vec![("operation", Text((*operation).to_owned()))])
+            }
+            _ => ("OmniCloudError", vec![]),
+        },
+        _ => ("OmniCloudError", vec![]),
+    }
+}
+
+fn build(
+    py: Python<'_>,
+    class: &str,
+    message: &str,
+    fields: &[(&'static str, Field)],
+) -> Result<PyErr, PyErr> {
+    let class = exception_class(py, class)?;
+    let kwargs = PyDict::new(py);
+    for (name, value) in fields {
+        match value {
+            Field::Text(t) => kwargs.set_item(name, t)?,
+            Field::None => kwargs.set_item(name, py.None())?,
+        }
+    }
+    let instance = class.call((message,), Some(&kwargs))?;
+    Ok(PyErr::from_value(instance))
+}

@@ -1,0 +1,222 @@
+//! `Currency` and `Money`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use omnicloud_core::billing::{self as core, RoundingStrategy};
+use pyo3::basic::CompareOp;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use rust_decimal::Decimal;
+
+use crate::convert::{decimal_from_py, type_name};
+use crate::errors::BindingError;
+
+/// An ISO 4217 currency.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+#[derive(Clone)]
+pub struct Currency {
+    pub(crate) inner: core::Currency,
+}
+
+#[pymethods]
+impl Currency {
+    #[new]
+    fn new(code: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: core::Currency::new(code).map_err(BindingError::from)?,
+        })
+    }
+
+    /// The alphabetic code (`"EUR"`).
+    #[getter]
+    fn code(&self) -> &'static str {
+        self.inner.code()
+    }
+
+    /// Decimal places of the minor unit; None where ISO 4217 defines none (XAU, XDR).
+    #[getter]
+    fn minor_units(&self) -> Option<u32> {
+        self.inner.minor_units()
+    }
+
+    /// The numeric code (978 for EUR).
+    #[getter]
+    fn numeric(&self) -> u16 {
+        self.inner.numeric()
+    }
+
+    /// The English name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name().to_owned()
+    }
+
+    /// Equal to another Currency with the same code, or to the code itself.
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        if let Ok(c) = other.cast::<Currency>() {
+            c.get().inner == self.inner
+        } else if let Ok(s) = other.cast::<PyString>() {
+            s.to_str().is_ok_and(|s| s == self.inner.code())
+        } else {
+            false
+        }
+    }
+
+    /// Hashes like its code, so `Currency("EUR")` and `"EUR"` are interchangeable as keys.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        PyString::new(py, self.inner.code()).hash()
+    }
+
+    fn __str__(&self) -> &'static str {
+        self.inner.code()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Currency({:?})", self.inner.code())
+    }
+}
+
+/// A currency argument: a `Currency` or its code.
+pub(crate) fn currency_arg(obj: &Bound<'_, PyAny>) -> PyResult<core::Currency> {
+    if let Ok(c) = obj.cast::<Currency>() {
+        return Ok(c.get().inner);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return core::Currency::new(s.to_str()?).map_err(|e| BindingError::from(e).into());
+    }
+    Err(BindingError::type_error(format!(
+        "currency must be a Currency or an ISO 4217 code string, got {}",
+        type_name(obj)
+    ))
+    .into())
+}
+
+/// An exact amount of one currency.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct Money {
+    pub(crate) inner: core::Money,
+}
+
+fn strategy_arg(name: &str) -> PyResult<RoundingStrategy> {
+    Ok(match name {
+        "half_away_from_zero" => RoundingStrategy::HalfAwayFromZero,
+        "half_even" => RoundingStrategy::HalfEven,
+        "half_toward_zero" => RoundingStrategy::HalfTowardZero,
+        "toward_zero" => RoundingStrategy::TowardZero,
+        "away_from_zero" => RoundingStrategy::AwayFromZero,
+        "floor" => RoundingStrategy::Floor,
+        "ceiling" => RoundingStrategy::Ceiling,
+        other => {
+            return Err(BindingError::value(format!(
+                "unknown rounding strategy {other:?} (see omnicloud.RoundingStrategy)"
+            ))
+            .into());
+        }
+    })
+}
+
+impl Money {
+    fn wrap(inner: core::Money) -> Self {
+        Self { inner }
+    }
+
+    fn other_money(other: &Bound<'_, PyAny>, op: &str) -> PyResult<core::Money> {
+        other.cast::<Money>().map(|m| m.get().inner).map_err(|_| {
+            BindingError::type_error(format!(
+                "cannot {op} Money and {}; convert it to Money first",
+                type_name(other)
+            ))
+            .into()
+        })
+    }
+}
+
+#[pymethods]
+impl Money {
+    #[new]
+    fn new(amount: &Bound<'_, PyAny>, currency: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let amount = decimal_from_py(amount, "amount")?;
+        Ok(Self::wrap(core::Money::new(amount, currency_arg(currency)?)))
+    }
+
+    /// The exact amount.
+    #[getter]
+    fn amount(&self) -> Decimal {
+        self.inner.amount()
+    }
+
+    /// The currency.
+    #[getter]
+    fn currency(&self) -> Currency {
+        Currency {
+            inner: self.inner.currency(),
+        }
+    }
+
+    /// Rounded to the currency's minor units (default: half away from zero).
+    #[pyo3(signature = (strategy = "half_away_from_zero"))]
+    fn rounded(&self, strategy: &str) -> PyResult<Self> {
+        let r = self
+            .inner
+            .rounded_with(strategy_arg(strategy)?)
+            .map_err(BindingError::from)?;
+        Ok(Self::wrap(r))
+    }
+
+    fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let other = Self::other_money(other, "add")?;
+        Ok(Self::wrap(self.inner.checked_add(&other).map_err(BindingError::from)?))
+    }
+
+    fn __sub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let other = Self::other_money(other, "subtract")?;
+        Ok(Self::wrap(self.inner.checked_sub(&other).map_err(BindingError::from)?))
+    }
+
+    fn __mul__(&self, factor: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let factor = decimal_from_py(factor, "factor")?;
+        Ok(Self::wrap(self.inner.checked_mul(factor).map_err(BindingError::from)?))
+    }
+
+    fn __rmul__(&self, factor: &Bound<'_, PyAny>) -> PyResult<Self> {
+        self.__mul__(factor)
+    }
+
+    fn __neg__(&self) -> Self {
+        Self::wrap(core::Money::new(-self.inner.amount(), self.inner.currency()))
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<Money>() else {
+            return Ok(py.NotImplemented());
+        };
+        let other = other.get().inner;
+        let result = match op {
+            CompareOp::Eq => self.inner == other,
+            CompareOp::Ne => self.inner != other,
+            _ => op.matches(self.inner.checked_cmp(&other).map_err(BindingError::from)?),
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+
+    fn __hash__(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.inner.amount().normalize().hash(&mut h);
+        self.inner.currency().hash(&mut h);
+        h.finish()
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Money('{}', '{}')",
+            self.inner.amount(),
+            self.inner.currency().code()
+        )
+    }
+}

@@ -1,0 +1,67 @@
+"""Enumerations used by omnicloud's API.
+
+Each is a ``str`` enum: members compare equal to their values, so the library accepts either
+a member or its string value wherever one is expected.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["RoundingStrategy", "AuditProblem", "EventKind"]
+
+
+class RoundingStrategy(str, enum.Enum):
+    """How :meth:`Money.rounded` rounds to the currency's minor units."""
+
+    HALF_AWAY_FROM_ZERO = "half_away_from_zero"
+    """0.5 rounds away from zero (1.005 -> 1.01). The default, as in Lago and Kill Bill."""
+    HALF_EVEN = "half_even"
+    """0.5 rounds to the even neighbour (banker's rounding)."""
+    HALF_TOWARD_ZERO = "half_toward_zero"
+    """0.5 rounds toward zero."""
+    TOWARD_ZERO = "toward_zero"
+    """Truncate."""
+    AWAY_FROM_ZERO = "away_from_zero"
+    """Always away from zero."""
+    FLOOR = "floor"
+    """Toward negative infinity."""
+    CEILING = "ceiling"
+    """Toward positive infinity."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AuditProblem(str, enum.Enum):
+    """What :meth:`AuditLog.verify_report` found wrong at the first bad entry."""
+
+    CONTENT_EDITED = "content_edited"
+    """The entry no longer matches its hash."""
+    BROKEN_LINK = "broken_link"
+    """The entry's prev_hash is not the previous entry's hash."""
+    MISSING_ENTRIES = "missing_entries"
+    """Sequence numbers jump: entries were deleted."""
+    TRUNCATED_TAIL = "truncated_tail"
+    """The chain ends before the recorded head."""
+    HEAD_MISMATCH = "head_mismatch"
+    """The recorded head does not match the last entry."""
+    UNDECODABLE = "undecodable"
+    """A column cannot be decoded."""
+    OTHER = "other"
+    """A problem this version of the bindings does not name."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EventKind(str, enum.Enum):
+    """Kinds of events on the :class:`EventBus`, for ``subscribe(kinds=...)``."""
+
+    TENANT_CREATED = "tenant.created"
+    """A tenant was added."""
+    CUSTOM = "custom"
+    """An application-defined event published with ``EventBus.publish``."""
+
+    def __str__(self) -> str:
+        return self.value
