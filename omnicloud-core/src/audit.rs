@@ -221,7 +221,9 @@ impl fmt::Display for AuditProblem {
             AuditProblem::TruncatedTail { head_seq } => {
                 write!(f, "chain ends before the recorded head at seq {head_seq}")
             }
-            AuditProblem::HeadMismatch => f.write_str("recorded head does not match the last entry"),
+            AuditProblem::HeadMismatch => {
+                f.write_str("recorded head does not match the last entry")
+            }
             AuditProblem::Undecodable { reason } => write!(f, "undecodable: {reason}"),
         }
     }
@@ -271,7 +273,18 @@ pub struct AuditLog {
     clock: SharedClock,
 }
 
-type Row = (u64, String, String, Option<String>, String, String, Option<String>, String, String, String);
+type Row = (
+    u64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+);
 
 impl AuditLog {
     /// The audit trail kept in `store`, stamped by `clock`.
@@ -564,11 +577,12 @@ impl AuditLog {
 
     /// Decodes a row; on failure names the column and what is wrong with it.
     fn decode(row: Row) -> std::result::Result<AuditEvent, (&'static str, String)> {
-        let (seq, id, at_text, tenant_id, actor, action, resource_id, details, prev_hash, hash) = row;
+        let (seq, id, at_text, tenant_id, actor, action, resource_id, details, prev_hash, hash) =
+            row;
         let at = crate::store::parse_timestamp(&at_text)
             .ok_or_else(|| ("at", format!("{at_text:?} is not an RFC 3339 timestamp")))?;
-        let details: Value =
-            serde_json::from_str(&details).map_err(|e| ("details", format!("invalid JSON: {e}")))?;
+        let details: Value = serde_json::from_str(&details)
+            .map_err(|e| ("details", format!("invalid JSON: {e}")))?;
         Ok(AuditEvent {
             seq,
             id,
@@ -612,12 +626,16 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 fn read_head(conn: &rusqlite::Connection) -> rusqlite::Result<AuditHead> {
     let head = conn
-        .query_row("SELECT seq, hash FROM audit_head WHERE singleton = 1", [], |r| {
-            Ok(AuditHead {
-                seq: r.get(0)?,
-                hash: r.get(1)?,
-            })
-        })
+        .query_row(
+            "SELECT seq, hash FROM audit_head WHERE singleton = 1",
+            [],
+            |r| {
+                Ok(AuditHead {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                })
+            },
+        )
         .optional()?;
     Ok(head.unwrap_or_else(|| AuditHead {
         seq: 0,
@@ -807,19 +825,23 @@ mod tests {
                 log.append(AuditRecord::new("system", bad)),
                 Err(Error::Audit(AuditError::InvalidAction { .. }))
             ));
-            assert!(log
-                .query(&AuditQuery {
+            assert!(
+                log.query(&AuditQuery {
                     action: Some(bad.into()),
                     ..Default::default()
                 })
-                .is_err());
+                .is_err()
+            );
         }
         assert!(matches!(
             log.append(AuditRecord::new(" ", "a.b")),
             Err(Error::Validation(ValidationError::InvalidName { .. }))
         ));
         // A refused batch writes nothing.
-        let batch = vec![AuditRecord::new("system", "a.b"), AuditRecord::new("system", "B")];
+        let batch = vec![
+            AuditRecord::new("system", "a.b"),
+            AuditRecord::new("system", "B"),
+        ];
         assert!(log.append_all(batch).is_err());
         assert!(log.is_empty().expect("empty"));
     }
@@ -828,9 +850,12 @@ mod tests {
     fn sql_updates_and_deletes_are_refused_by_triggers() {
         let (log, clock) = setup();
         fill(&log, &clock);
-        let update = log
-            .store
-            .read(|c| c.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2", []));
+        let update = log.store.read(|c| {
+            c.execute(
+                "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+                [],
+            )
+        });
         assert!(update.is_err());
         let delete = log
             .store
@@ -850,7 +875,10 @@ mod tests {
     fn detects_an_edited_entry() {
         let (log, clock) = setup();
         fill(&log, &clock);
-        tamper(&log, "UPDATE audit_events SET details = '{\"i\":99}' WHERE seq = 3");
+        tamper(
+            &log,
+            "UPDATE audit_events SET details = '{\"i\":99}' WHERE seq = 3",
+        );
         let v = first_violation(&log);
         assert_eq!((v.seq, v.problem), (3, AuditProblem::ContentEdited));
         assert!(v.entry_id.is_some());
@@ -898,7 +926,10 @@ mod tests {
 
         let (log, clock) = setup();
         fill(&log, &clock);
-        tamper(&log, "UPDATE audit_events SET details = 'not json' WHERE seq = 1");
+        tamper(
+            &log,
+            "UPDATE audit_events SET details = 'not json' WHERE seq = 1",
+        );
         assert!(matches!(
             first_violation(&log).problem,
             AuditProblem::Undecodable { .. }
@@ -966,14 +997,38 @@ mod tests {
         let at = format_timestamp(e.at);
         let base = entry_hash(&e, &at, "{}");
         let variants = [
-            AuditEvent { seq: 2, ..e.clone() },
-            AuditEvent { id: "x".into(), ..e.clone() },
-            AuditEvent { tenant_id: None, ..e.clone() },
-            AuditEvent { tenant_id: Some(String::new()), ..e.clone() },
-            AuditEvent { actor: "other".into(), ..e.clone() },
-            AuditEvent { action: "a.c".into(), ..e.clone() },
-            AuditEvent { resource_id: Some("r".into()), ..e.clone() },
-            AuditEvent { prev_hash: "1".into(), ..e.clone() },
+            AuditEvent {
+                seq: 2,
+                ..e.clone()
+            },
+            AuditEvent {
+                id: "x".into(),
+                ..e.clone()
+            },
+            AuditEvent {
+                tenant_id: None,
+                ..e.clone()
+            },
+            AuditEvent {
+                tenant_id: Some(String::new()),
+                ..e.clone()
+            },
+            AuditEvent {
+                actor: "other".into(),
+                ..e.clone()
+            },
+            AuditEvent {
+                action: "a.c".into(),
+                ..e.clone()
+            },
+            AuditEvent {
+                resource_id: Some("r".into()),
+                ..e.clone()
+            },
+            AuditEvent {
+                prev_hash: "1".into(),
+                ..e.clone()
+            },
         ];
         for v in variants {
             assert_ne!(entry_hash(&v, &at, "{}"), base, "{v:?}");

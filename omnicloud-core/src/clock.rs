@@ -98,7 +98,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn start() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date")
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date")
     }
 
     #[test]
@@ -118,7 +120,10 @@ mod tests {
         let clock = ManualClock::new(start());
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
             let err = clock.advance(bad).expect_err("refused");
-            assert!(matches!(err, ValidationError::InvalidClockStep { .. }), "{err}");
+            assert!(
+                matches!(err, ValidationError::InvalidClockStep { .. }),
+                "{err}"
+            );
         }
         assert_eq!(clock.now(), start());
     }

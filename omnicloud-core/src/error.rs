@@ -92,7 +92,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The file was written by a newer OmniCloud whose schema this build does not know.
-    #[error("store at {path} has schema version {found}, newer than the {supported} this build knows")]
+    #[error(
+        "store at {path} has schema version {found}, newer than the {supported} this build knows"
+    )]
     SchemaTooNew {
         /// The database file.
         path: PathBuf,
@@ -182,7 +184,9 @@ pub enum TenancyError {
 #[non_exhaustive]
 pub enum MoneyError {
     /// The code is not in the ISO 4217 list.
-    #[error("unknown currency code {code:?} (expected an ISO 4217 alphabetic code such as USD, EUR or JPY)")]
+    #[error(
+        "unknown currency code {code:?} (expected an ISO 4217 alphabetic code such as USD, EUR or JPY)"
+    )]
     UnknownCurrency {
         /// The rejected code.
         code: String,

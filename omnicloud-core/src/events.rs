@@ -487,7 +487,10 @@ mod tests {
     #[test]
     fn names_and_kinds_are_validated() {
         for bad in ["", "App.x", "a..b", ".a", "a b", &"a".repeat(65)] {
-            assert!(Event::custom(bad, None, None, Value::Null).is_err(), "{bad:?}");
+            assert!(
+                Event::custom(bad, None, None, Value::Null).is_err(),
+                "{bad:?}"
+            );
         }
         assert_eq!("tenant.created".parse(), Ok(EventKind::TenantCreated));
         assert!("tenant.deleted".parse::<EventKind>().is_err());

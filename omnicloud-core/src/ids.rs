@@ -114,7 +114,10 @@ mod tests {
     fn rejects_empty_long_and_unsafe_ids_with_the_reason() {
         let cases = [
             ("", "must not be empty"),
-            (&"x".repeat(MAX_ID_LEN + 1) as &str, "must be at most 128 characters"),
+            (
+                &"x".repeat(MAX_ID_LEN + 1) as &str,
+                "must be at most 128 characters",
+            ),
             ("a b", "may only contain letters, digits and . _ : -"),
             ("a/b", "may only contain letters, digits and . _ : -"),
             ("é", "may only contain letters, digits and . _ : -"),

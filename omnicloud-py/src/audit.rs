@@ -73,7 +73,9 @@ impl AuditEvent {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<AuditEvent>().is_ok_and(|o| o.get().inner == self.inner)
+        other
+            .cast::<AuditEvent>()
+            .is_ok_and(|o| o.get().inner == self.inner)
     }
 
     fn __hash__(&self) -> u64 {
@@ -146,7 +148,10 @@ impl AuditVerification {
 
     fn __repr__(&self) -> String {
         match &self.inner.first_violation {
-            None => format!("AuditVerification(ok=True, entries_checked={})", self.inner.entries_checked),
+            None => format!(
+                "AuditVerification(ok=True, entries_checked={})",
+                self.inner.entries_checked
+            ),
             Some(v) => format!(
                 "AuditVerification(ok=False, entries_checked={}, first_bad={v})",
                 self.inner.entries_checked
@@ -240,7 +245,10 @@ impl AuditLog {
             limit,
         };
         let events = detached(py, || self.inner.query(&query))?;
-        Ok(events.into_iter().map(|inner| AuditEvent { inner }).collect())
+        Ok(events
+            .into_iter()
+            .map(|inner| AuditEvent { inner })
+            .collect())
     }
 
     /// Whether the hash chain is intact (no entry edited, deleted, inserted or cut off).
@@ -271,6 +279,9 @@ impl AuditLog {
     }
 
     fn __repr__(&self) -> String {
-        format!("AuditLog(store={:?})", self.inner.store().label().display().to_string())
+        format!(
+            "AuditLog(store={:?})",
+            self.inner.store().label().display().to_string()
+        )
     }
 }

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyTzInfo, PyTzInfoAccess,
-    PyType,
+    PyBool, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType, PyTzInfo,
+    PyTzInfoAccess,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -49,7 +49,10 @@ pub(crate) fn utc_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<DateTi
 }
 
 /// An optional datetime argument.
-pub(crate) fn opt_utc_from_py(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<DateTime<Utc>>> {
+pub(crate) fn opt_utc_from_py(
+    obj: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<DateTime<Utc>>> {
     obj.filter(|o| !o.is_none())
         .map(|o| utc_from_py(o, what))
         .transpose()
@@ -145,9 +148,11 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         let v = f.value();
-        return serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| {
-            BindingError::value(format!("{what}: {v} is not a finite number")).into()
-        });
+        return serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| {
+                BindingError::value(format!("{what}: {v} is not a finite number")).into()
+            });
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::String(s.to_str()?.to_owned()));
@@ -162,7 +167,10 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
                 ))
                 .into());
             };
-            map.insert(key.to_str()?.to_owned(), json_from_py_at(&v, what, depth + 1)?);
+            map.insert(
+                key.to_str()?.to_owned(),
+                json_from_py_at(&v, what, depth + 1)?,
+            );
         }
         return Ok(Value::Object(map));
     }
@@ -222,7 +230,11 @@ pub(crate) fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<
 }
 
 /// The member of the Python enum `omnicloud.enums.<name>` whose value is `value`.
-pub(crate) fn py_enum<'py>(py: Python<'py>, name: &str, value: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn py_enum<'py>(
+    py: Python<'py>,
+    name: &str,
+    value: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     let module = MODULE.get_or_try_init(py, || py.import("omnicloud.enums").map(Bound::unbind))?;
     module.bind(py).getattr(name)?.call1((value,))

@@ -65,7 +65,13 @@ macro_rules! core_from {
         }
     )*};
 }
-core_from!(ValidationError, StoreError, AuditError, TenancyError, MoneyError);
+core_from!(
+    ValidationError,
+    StoreError,
+    AuditError,
+    TenancyError,
+    MoneyError
+);
 
 /// The binding's result type.
 pub(crate) type BindingResult<T> = Result<T, BindingError>;
@@ -79,9 +85,8 @@ impl From<BindingError> for PyErr {
 /// The exception class named `name` in `omnicloud.exceptions`.
 fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || {
-        py.import("omnicloud.exceptions").map(Bound::unbind)
-    })?;
+    let module =
+        MODULE.get_or_try_init(py, || py.import("omnicloud.exceptions").map(Bound::unbind))?;
     Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
 }
 
@@ -114,15 +119,24 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
         CoreError::Validation(v) => match v {
             ValidationError::InvalidId { kind, value, .. } => (
                 "ValidationError",
-                vec![("field", Text(format!("{kind} id"))), ("value", Text(value.clone()))],
+                vec![
+                    ("field", Text(format!("{kind} id"))),
+                    ("value", Text(value.clone())),
+                ],
             ),
             ValidationError::InvalidName { field, value, .. } => (
                 "ValidationError",
-                vec![("field", Text((*field).to_owned())), ("value", Text(value.clone()))],
+                vec![
+                    ("field", Text((*field).to_owned())),
+                    ("value", Text(value.clone())),
+                ],
             ),
             ValidationError::InvalidClockStep { seconds, .. } => (
                 "ValidationError",
-                vec![("field", Text("seconds".into())), ("value", Text(seconds.to_string()))],
+                vec![
+                    ("field", Text("seconds".into())),
+                    ("value", Text(seconds.to_string())),
+                ],
             ),
             _ => ("ValidationError", vec![]),
         },
@@ -149,12 +163,14 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             _ => ("AuditError", vec![]),
         },
         CoreError::Tenancy(t) => match t {
-            TenancyError::UnknownTenant { tenant_id } => {
-                ("UnknownTenantError", vec![("tenant_id", Text(tenant_id.clone()))])
-            }
-            TenancyError::DuplicateTenant { tenant_id } => {
-                ("DuplicateTenantError", vec![("tenant_id", Text(tenant_id.clone()))])
-            }
+            TenancyError::UnknownTenant { tenant_id } => (
+                "UnknownTenantError",
+                vec![("tenant_id", Text(tenant_id.clone()))],
+            ),
+            TenancyError::DuplicateTenant { tenant_id } => (
+                "DuplicateTenantError",
+                vec![("tenant_id", Text(tenant_id.clone()))],
+            ),
             _ => ("OmniCloudError", vec![]),
         },
         CoreError::Money(m) => match m {
@@ -165,12 +181,14 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
                 "CurrencyMismatchError",
                 vec![("left", Text(left.clone())), ("right", Text(right.clone()))],
             ),
-            MoneyError::NotBillable { code } => {
-                ("CurrencyNotBillableError", vec![("code", Text(code.clone()))])
-            }
-            MoneyError::Overflow { operation } => {
-                ("MoneyOverflowError", vec![("operation", Text((*operation).to_owned()))])
-            }
+            MoneyError::NotBillable { code } => (
+                "CurrencyNotBillableError",
+                vec![("code", Text(code.clone()))],
+            ),
+            MoneyError::Overflow { operation } => (
+                "MoneyOverflowError",
+                vec![("operation", Text((*operation).to_owned()))],
+            ),
             _ => ("OmniCloudError", vec![]),
         },
         _ => ("OmniCloudError", vec![]),

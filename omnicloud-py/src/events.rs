@@ -58,7 +58,9 @@ impl Event {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<Event>().is_ok_and(|o| o.get().inner.id == self.inner.id)
+        other
+            .cast::<Event>()
+            .is_ok_and(|o| o.get().inner.id == self.inner.id)
     }
 
     fn __hash__(&self) -> u64 {
@@ -90,7 +92,10 @@ fn kinds_arg(kinds: Option<Vec<String>>) -> PyResult<Option<Vec<EventKind>>> {
         .map(|names| {
             names
                 .iter()
-                .map(|n| n.parse::<EventKind>().map_err(|e| BindingError::from(e).into()))
+                .map(|n| {
+                    n.parse::<EventKind>()
+                        .map_err(|e| BindingError::from(e).into())
+                })
                 .collect::<PyResult<Vec<_>>>()
         })
         .transpose()
@@ -153,7 +158,8 @@ impl EventBus {
             Some(d) => json_from_py(d.as_any(), "data")?,
             None => Value::Object(serde_json::Map::new()),
         };
-        let event = core::Event::custom(kind, tenant_id, subject, data).map_err(BindingError::from)?;
+        let event =
+            core::Event::custom(kind, tenant_id, subject, data).map_err(BindingError::from)?;
         let at = self.clock.now();
         let report = detached(py, || Ok::<_, BindingError>(self.inner.publish(at, event)))?;
         Ok(Event {

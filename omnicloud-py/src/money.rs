@@ -137,7 +137,10 @@ impl Money {
     #[new]
     fn new(amount: &Bound<'_, PyAny>, currency: &Bound<'_, PyAny>) -> PyResult<Self> {
         let amount = decimal_from_py(amount, "amount")?;
-        Ok(Self::wrap(core::Money::new(amount, currency_arg(currency)?)))
+        Ok(Self::wrap(core::Money::new(
+            amount,
+            currency_arg(currency)?,
+        )))
     }
 
     /// The exact amount.
@@ -166,17 +169,23 @@ impl Money {
 
     fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
         let other = Self::other_money(other, "add")?;
-        Ok(Self::wrap(self.inner.checked_add(&other).map_err(BindingError::from)?))
+        Ok(Self::wrap(
+            self.inner.checked_add(&other).map_err(BindingError::from)?,
+        ))
     }
 
     fn __sub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
         let other = Self::other_money(other, "subtract")?;
-        Ok(Self::wrap(self.inner.checked_sub(&other).map_err(BindingError::from)?))
+        Ok(Self::wrap(
+            self.inner.checked_sub(&other).map_err(BindingError::from)?,
+        ))
     }
 
     fn __mul__(&self, factor: &Bound<'_, PyAny>) -> PyResult<Self> {
         let factor = decimal_from_py(factor, "factor")?;
-        Ok(Self::wrap(self.inner.checked_mul(factor).map_err(BindingError::from)?))
+        Ok(Self::wrap(
+            self.inner.checked_mul(factor).map_err(BindingError::from)?,
+        ))
     }
 
     fn __rmul__(&self, factor: &Bound<'_, PyAny>) -> PyResult<Self> {
@@ -184,7 +193,10 @@ impl Money {
     }
 
     fn __neg__(&self) -> Self {
-        Self::wrap(core::Money::new(-self.inner.amount(), self.inner.currency()))
+        Self::wrap(core::Money::new(
+            -self.inner.amount(),
+            self.inner.currency(),
+        ))
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
@@ -198,7 +210,10 @@ impl Money {
             CompareOp::Ne => self.inner != other,
             _ => op.matches(self.inner.checked_cmp(&other).map_err(BindingError::from)?),
         };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 
     fn __hash__(&self) -> u64 {

@@ -34,7 +34,8 @@ impl Tenant {
             Some(c) => currency_arg(c)?,
             None => omnicloud_core::billing::Currency::usd(),
         };
-        let inner = core::Tenant::new(tenant_id_arg(id)?, name, currency).map_err(BindingError::from)?;
+        let inner =
+            core::Tenant::new(tenant_id_arg(id)?, name, currency).map_err(BindingError::from)?;
         Ok(Self { inner })
     }
 

@@ -175,7 +175,10 @@ mod tests {
             m("1.001", "USD").rounded_with(RoundingStrategy::Ceiling),
             Ok(m("1.01", "USD"))
         );
-        assert_eq!(m("7", "USD").rounded().map(|x| x.to_string()), Ok("7.00 USD".into()));
+        assert_eq!(
+            m("7", "USD").rounded().map(|x| x.to_string()),
+            Ok("7.00 USD".into())
+        );
         assert_eq!(
             m("1", "XAU").rounded(),
             Err(MoneyError::NotBillable { code: "XAU".into() })
@@ -184,7 +187,9 @@ mod tests {
 
     #[test]
     fn arithmetic_across_currencies_names_both() {
-        let err = m("1", "USD").checked_add(&m("1", "EUR")).expect_err("mismatch");
+        let err = m("1", "USD")
+            .checked_add(&m("1", "EUR"))
+            .expect_err("mismatch");
         assert_eq!(
             err,
             MoneyError::CurrencyMismatch {

@@ -87,7 +87,11 @@ pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
         tx.execute_batch(migration.sql).map_err(failed)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![migration.version, migration.name, format_timestamp(Utc::now())],
+            rusqlite::params![
+                migration.version,
+                migration.name,
+                format_timestamp(Utc::now())
+            ],
         )
         .map_err(failed)?;
         tx.commit().map_err(failed)?;

@@ -84,12 +84,16 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| classify_open_error(&path, e))?;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|e| classify_open_error(&path, e))?;
         Self::initialise(conn, path, false)
     }
 
-    fn initialise(mut conn: Connection, path: PathBuf, in_memory: bool) -> Result<Self, StoreError> {
+    fn initialise(
+        mut conn: Connection,
+        path: PathBuf,
+        in_memory: bool,
+    ) -> Result<Self, StoreError> {
         configure(&conn, in_memory).map_err(|e| classify_open_error(&path, e))?;
         migrations::apply(&mut conn, &path)?;
         Ok(Self {
@@ -124,14 +128,22 @@ impl Store {
             )?;
             let rows = stmt
                 .query_map([], |row| {
-                    Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                    Ok((
+                        row.get::<_, u32>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })?;
         rows.into_iter()
             .map(|(v, name, at)| {
-                Ok((v, name, self.decode_time("schema_migrations", "applied_at", &at)?))
+                Ok((
+                    v,
+                    name,
+                    self.decode_time("schema_migrations", "applied_at", &at)?,
+                ))
             })
             .collect()
     }
@@ -160,7 +172,11 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f(&conn).map_err(|e| self.sqlite_error(e))
     }
 
@@ -175,7 +191,11 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let mut conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut conn = self
+            .inner
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.sqlite_error(e))?;
@@ -266,7 +286,10 @@ mod tests {
     #[test]
     fn memory_store_is_migrated() {
         let store = Store::memory().expect("memory store");
-        assert_eq!(store.schema_version().expect("version"), migrations::latest_version());
+        assert_eq!(
+            store.schema_version().expect("version"),
+            migrations::latest_version()
+        );
         assert!(store.path().is_none());
         assert_eq!(store.label(), Path::new(":memory:"));
         let applied = store.applied_migrations().expect("applied");
@@ -294,18 +317,27 @@ mod tests {
     fn open_refuses_directories_missing_parents_and_files_as_parents() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = Store::open(dir.path()).expect_err("directory");
-        assert!(matches!(&err, StoreError::Open { path, .. } if path == dir.path()), "{err}");
+        assert!(
+            matches!(&err, StoreError::Open { path, .. } if path == dir.path()),
+            "{err}"
+        );
         assert!(err.to_string().contains("is a directory"));
 
         let missing = dir.path().join("no/such/dir/x.db");
         let err = Store::open(&missing).expect_err("missing parent");
-        assert!(err.to_string().contains("parent directory does not exist"), "{err}");
+        assert!(
+            err.to_string().contains("parent directory does not exist"),
+            "{err}"
+        );
         assert!(err.to_string().contains(&*missing.to_string_lossy()));
 
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").expect("write");
         let err = Store::open(file.join("x.db")).expect_err("file as parent");
-        assert!(err.to_string().contains("parent is not a directory"), "{err}");
+        assert!(
+            err.to_string().contains("parent is not a directory"),
+            "{err}"
+        );
 
         assert!(Store::open("").is_err());
     }
@@ -314,11 +346,19 @@ mod tests {
     fn open_reports_a_corrupt_file_and_leaves_it_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("corrupt.db");
-        let garbage = b"this is not an sqlite database, just text that is long enough to read".repeat(80);
+        let garbage =
+            b"this is not an sqlite database, just text that is long enough to read".repeat(80);
         std::fs::write(&path, &garbage).expect("write");
         let err = Store::open(&path).expect_err("corrupt");
-        assert!(matches!(&err, StoreError::Corrupt { path: p, .. } if p == &path), "{err}");
-        assert_eq!(std::fs::read(&path).expect("read"), garbage, "file untouched");
+        assert!(
+            matches!(&err, StoreError::Corrupt { path: p, .. } if p == &path),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            garbage,
+            "file untouched"
+        );
     }
 
     #[test]

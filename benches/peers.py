@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Side-by-side comparisons of omnicloud against what a Python team would use instead.
+
+Runs our code and its peer on the same generated input in one process and prints, for every
+comparison, both timings (best of --repeat runs), their ratio (peer / ours: above 1 means we
+are faster) and the input sizes.
+
+    python benches/peers.py audit --json
+    python benches/peers.py audit --entries 50000 --repeat 5 --json
+
+Areas: audit (the kernel's hash-chained audit trail against sqlite3 + hashlib). The capability
+areas (state, scheduling, webhooks, billing, failover) join as their capabilities land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import omnicloud as oc
+
+
+@dataclass
+class Comparison:
+    """One measured pair."""
+
+    name: str
+    ours_s: float
+    peer_s: float
+    ratio: float
+    ours: str
+    peer: str
+
+
+def best_of(repeat: int, setup: Callable[[], Any], run: Callable[[Any], object]) -> float:
+    """The fastest of `repeat` timed runs, each on fresh state from `setup` (not timed)."""
+    best = float("inf")
+    for _ in range(repeat):
+        state = setup()
+        start = time.perf_counter()
+        run(state)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# --- audit: the peer ------------------------------------------------------------------------
+
+GENESIS = "0" * 64
+
+
+class PythonAuditLog:
+    """A straightforward hash-chained audit log in Python: sqlite3 + hashlib + json, with the
+    same schema, hashing and one transaction per append as omnicloud's AuditLog."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS audit_events (
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, at TEXT NOT NULL,
+                tenant_id TEXT, actor TEXT NOT NULL, action TEXT NOT NULL, resource_id TEXT,
+                details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS audit_events_tenant_at ON audit_events (tenant_id, at);
+            CREATE INDEX IF NOT EXISTS audit_events_action_at ON audit_events (action, at);
+            CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
+            CREATE TABLE IF NOT EXISTS audit_head (singleton INTEGER PRIMARY KEY, seq INTEGER, hash TEXT);
+            """
+        )
+
+    @staticmethod
+    def entry_hash(fields: list[str | None]) -> str:
+        h = hashlib.sha256(b"omnicloud-audit-v1")
+        for field in fields:
+            if field is None:
+                h.update(b"\x00")
+            else:
+                data = field.encode()
+                h.update(b"\x01" + len(data).to_bytes(8, "big") + data)
+        return h.hexdigest()
+
+    def append(self, actor: str, action: str, tenant_id: str | None, details: dict[str, Any]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        row = self.db.execute("SELECT seq, hash FROM audit_head WHERE singleton = 1").fetchone()
+        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        entry_id = str(uuid.uuid4())
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+        text = json.dumps(details, sort_keys=True, separators=(",", ":"))
+        digest = self.entry_hash([str(seq), entry_id, at, tenant_id, actor, action, None, text, prev])
+        self.db.execute(
+            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, entry_id, at, tenant_id, actor, action, None, text, prev, digest),
+        )
+        self.db.execute(
+            "INSERT INTO audit_head VALUES (1, ?, ?) ON CONFLICT (singleton) DO UPDATE "
+            "SET seq = excluded.seq, hash = excluded.hash",
+            (seq, digest),
+        )
+        self.db.execute("COMMIT")
+
+    def verify(self) -> bool:
+        prev_seq, prev_hash = 0, GENESIS
+        for row in self.db.execute("SELECT * FROM audit_events ORDER BY seq"):
+            seq, entry_id, at, tenant, actor, action, resource, details, prev, digest = row
+            json.loads(details)
+            if seq != prev_seq + 1 or prev != prev_hash:
+                return False
+            fields = [str(seq), entry_id, at, tenant, actor, action, resource, details, prev]
+            if self.entry_hash(fields) != digest:
+                return False
+            prev_seq, prev_hash = seq, digest
+        return True
+
+
+def audit_area(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="omnicloud-peers-") as tmp:
+        return compare_audit(args, Path(tmp))
+
+
+def compare_audit(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    n = args.entries
+    counter = iter(range(10**9))
+    details = [{"i": i, "region": "eu-west-1", "ok": i % 3 == 0} for i in range(n)]
+    tenants = [f"tenant-{i % 50}" for i in range(n)]
+
+    def fresh() -> Path:
+        return work / f"db-{next(counter)}.sqlite"
+
+    def ours_append(path: Path) -> None:
+        log = oc.AuditLog(oc.Store.open(path))
+        for tenant, d in zip(tenants, details):
+            log.append("bench", "load.entry", tenant_id=tenant, details=d)
+
+    def peer_append(path: Path) -> None:
+        log = PythonAuditLog(path)
+        for tenant, d in zip(tenants, details):
+            log.append("bench", "load.entry", tenant, d)
+
+    def filled(fill: Callable[[Path], None]) -> Callable[[], Path]:
+        def make() -> Path:
+            path = fresh()
+            fill(path)
+            return path
+
+        return make
+
+    ours_filled, peer_filled = filled(ours_append)(), filled(peer_append)()
+
+    def ours_verify(path: Path) -> None:
+        assert oc.AuditLog(oc.Store.open(path)).verify()
+
+    def peer_verify(path: Path) -> None:
+        assert PythonAuditLog(path).verify()
+
+    results = []
+    pairs: list[tuple[str, Callable[[], Any], Callable[[Any], object], Callable[[], Any], Callable[[Any], object]]] = [
+        ("append (one transaction each)", fresh, ours_append, fresh, peer_append),
+        ("verify chain", lambda: ours_filled, ours_verify, lambda: peer_filled, peer_verify),
+    ]
+    for name, ours_setup, ours_run, peer_setup, peer_run in pairs:
+        ours_s = best_of(args.repeat, ours_setup, ours_run)
+        peer_s = best_of(args.repeat, peer_setup, peer_run)
+        results.append(
+            Comparison(
+                name=name,
+                ours_s=round(ours_s, 6),
+                peer_s=round(peer_s, 6),
+                ratio=round(peer_s / ours_s, 2),
+                ours="omnicloud.AuditLog",
+                peer="Python sqlite3 + hashlib + json",
+            )
+        )
+    return {
+        "area": "audit",
+        "sizes": {"entries": n, "tenants": 50},
+        "repeat": args.repeat,
+        "comparisons": [asdict(r) for r in results],
+    }
+
+
+AREAS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"audit": audit_area}
+PLANNED = ("state", "scheduling", "webhooks", "billing", "failover")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Compare omnicloud against its peers side by side, in one process.",
+    )
+    parser.add_argument("area", choices=sorted(AREAS) + list(PLANNED), help="what to compare")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best is kept)")
+    parser.add_argument("--entries", type=int, default=20_000, help="audit: entries to append")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.entries < 1:
+        parser.error("--repeat and --entries must be at least 1")
+    if args.area not in AREAS:
+        print(f"peers.py: area {args.area!r} has no comparison yet; available: {', '.join(AREAS)}", file=sys.stderr)
+        return 2
+    report = AREAS[args.area](args)
+    report["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for c in report["comparisons"]:
+            print(f"{c['name']:<32} ours {c['ours_s']:.4f}s  peer {c['peer_s']:.4f}s  ratio {c['ratio']}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
