@@ -29,9 +29,10 @@ build: ## Rebuild the extension module after Rust changes (same as setup, withou
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 
 .PHONY: lint
-lint: toolchain ## cargo fmt --check, cargo clippy -D warnings, mypy.stubtest for the .pyi
+lint: toolchain ## cargo fmt --check, cargo clippy -D warnings, mypy (strict) and mypy.stubtest for the .pyi
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(PYTHON) -m mypy
 	cd /tmp && $(PYTHON) -m mypy.stubtest omnicloud._omnicloud
 
 .PHONY: test-rust
