@@ -17,9 +17,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
-use crate::error::{AuditError, Result, StoreError, ValidationError};
+use crate::error::{AuditError, Result, StoreError};
 use crate::events::{EventBus, SubscriptionId, dotted_name_problem};
-use crate::ids::{TenantId, generate_id};
+use crate::ids::{TenantId, generate_id, validate_display_text};
 use crate::store::{Store, format_timestamp};
 
 /// The audit tables (migration 2). The triggers make the table append-only through SQL.
@@ -109,23 +109,7 @@ impl AuditRecord {
             }
             .into());
         }
-        let actor_reason = if self.actor.trim().is_empty() {
-            Some("must not be blank")
-        } else if self.actor.chars().count() > MAX_ACTOR_CHARS {
-            Some("must be at most 256 characters")
-        } else if self.actor.chars().any(char::is_control) {
-            Some("must not contain control characters")
-        } else {
-            None
-        };
-        if let Some(reason) = actor_reason {
-            return Err(ValidationError::InvalidName {
-                field: "audit actor",
-                value: self.actor.clone(),
-                reason,
-            }
-            .into());
-        }
+        validate_display_text("audit actor", &self.actor, MAX_ACTOR_CHARS)?;
         Ok(())
     }
 }
@@ -684,7 +668,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, ManualClock};
-    use crate::error::Error;
+    use crate::error::{Error, ValidationError};
     use crate::events::Event;
 
     fn setup() -> (AuditLog, Arc<ManualClock>) {

@@ -61,6 +61,16 @@ pub enum ValidationError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A text is longer than its field allows.
+    #[error("{field} is {length} characters long, more than the {max_chars} allowed")]
+    TooLong {
+        /// The field being set.
+        field: &'static str,
+        /// The most characters allowed.
+        max_chars: usize,
+        /// How many characters were given.
+        length: usize,
+    },
     /// A clock was asked to move by a negative, NaN or out-of-range number of seconds.
     #[error("invalid clock step of {seconds} seconds: {reason}")]
     InvalidClockStep {

@@ -94,6 +94,35 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// Checks free text shown to people (names, actors): not blank, at most `max_chars`
+/// characters, no control characters.
+pub fn validate_display_text(
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<(), ValidationError> {
+    let invalid = |reason| ValidationError::InvalidName {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.trim().is_empty() {
+        return Err(invalid("must not be blank"));
+    }
+    let length = value.chars().count();
+    if length > max_chars {
+        return Err(ValidationError::TooLong {
+            field,
+            max_chars,
+            length,
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid("must not contain control characters"));
+    }
+    Ok(())
+}
+
 /// Generates a new time-ordered unique id (UUIDv7, hyphenated lower-case text).
 pub fn generate_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -134,6 +163,30 @@ mod tests {
             );
             assert!(err.to_string().starts_with("invalid tenant id"));
         }
+    }
+
+    #[test]
+    fn display_text_rules() {
+        assert!(validate_display_text("name", "Acme Corp", 10).is_ok());
+        assert!(matches!(
+            validate_display_text("name", "  ", 10),
+            Err(ValidationError::InvalidName {
+                reason: "must not be blank",
+                ..
+            })
+        ));
+        assert_eq!(
+            validate_display_text("name", "x".repeat(11).as_str(), 10),
+            Err(ValidationError::TooLong {
+                field: "name",
+                max_chars: 10,
+                length: 11
+            })
+        );
+        assert!(matches!(
+            validate_display_text("name", "a\tb", 10),
+            Err(ValidationError::InvalidName { .. })
+        ));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::billing::Currency;
 use crate::clock::SharedClock;
-use crate::error::{Result, StoreError, TenancyError, ValidationError};
+use crate::error::{Result, StoreError, TenancyError};
 use crate::events::{Event, EventBus};
-use crate::ids::TenantId;
+use crate::ids::{TenantId, validate_display_text};
 use crate::store::{Store, format_timestamp};
 
 /// The tenants table (migration 1).
@@ -41,23 +41,7 @@ impl Tenant {
     /// A validated tenant.
     pub fn new(id: TenantId, name: impl Into<String>, billing_currency: Currency) -> Result<Self> {
         let name = name.into();
-        let reason = if name.trim().is_empty() {
-            Some("must not be blank")
-        } else if name.chars().count() > MAX_NAME_CHARS {
-            Some("must be at most 200 characters")
-        } else if name.chars().any(char::is_control) {
-            Some("must not contain control characters")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            return Err(ValidationError::InvalidName {
-                field: "tenant name",
-                value: name,
-                reason,
-            }
-            .into());
-        }
+        validate_display_text("tenant name", &name, MAX_NAME_CHARS)?;
         Ok(Self {
             id,
             name,
@@ -193,7 +177,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::error::Error;
+    use crate::error::{Error, ValidationError};
     use crate::events::EventKind;
 
     fn registry() -> (TenantRegistry, EventBus) {
@@ -263,7 +247,9 @@ mod tests {
         for bad in ["", "   ", "a\nb", &"n".repeat(MAX_NAME_CHARS + 1)] {
             assert!(matches!(
                 Tenant::new(id.clone(), bad, Currency::usd()),
-                Err(Error::Validation(ValidationError::InvalidName { .. }))
+                Err(Error::Validation(
+                    ValidationError::InvalidName { .. } | ValidationError::TooLong { .. }
+                ))
             ));
         }
     }

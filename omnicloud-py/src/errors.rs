@@ -131,6 +131,10 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
                     ("value", Text(value.clone())),
                 ],
             ),
+            ValidationError::TooLong { field, .. } => (
+                "ValidationError",
+                vec![("field", Text((*field).to_owned()))],
+            ),
             ValidationError::InvalidClockStep { seconds, .. } => (
                 "ValidationError",
                 vec![
