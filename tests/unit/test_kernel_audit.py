@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import omnicloud as oc
 from tests.conftest import T0
@@ -203,3 +206,33 @@ def test_default_store_is_private_memory() -> None:
     log.append("system", "a.b")
     assert len(log) == 1 and log.store.path is None
     assert len(oc.AuditLog()) == 0
+
+
+COLUMNS = ["id", "at", "tenant_id", "actor", "action", "resource_id", "details", "prev_hash", "hash"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    data=st.data(),
+)
+def test_any_single_edit_to_any_column_is_detected(n: int, data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.db"
+        log = oc.AuditLog(oc.Store.open(path), clock=oc.ManualClock(T0))
+        for i in range(n):
+            log.append("system", "prop.entry", tenant_id=f"t{i % 3}", resource_id=f"r{i}", details={"i": i})
+        assert log.verify()
+        seq = data.draw(st.integers(1, n), label="seq")
+        column = data.draw(st.sampled_from(COLUMNS), label="column")
+        with sqlite3.connect(path) as raw:
+            (old,) = raw.execute(f"SELECT {column} FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+        new = data.draw(st.text(min_size=0, max_size=20).filter(lambda v: v != old), label="new")
+        tamper(path, f"UPDATE audit_events SET {column} = {sqlite_literal(new)} WHERE seq = {seq}")
+        report = log.verify_report()
+        assert not report.ok
+        assert report.first_bad_seq is not None and report.first_bad_seq <= seq + 1
+
+
+def sqlite_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
