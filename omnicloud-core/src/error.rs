@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use crate::ids::IdKind;
+use crate::state::ResourceState;
 
 /// Any error the core can return.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,12 @@ pub enum Error {
     /// Money and currencies.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// Resource state: lifecycle, dependencies, drift, state stores.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Snapshots of resource state.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// The event bus: a subscriber failed.
     #[error(transparent)]
     Event(#[from] EventError),
@@ -232,5 +239,158 @@ pub enum EventError {
     SubscriberFailed {
         /// What the subscriber reported.
         message: String,
+    },
+}
+
+/// Resource state failed: lifecycle, dependencies, drift or a state store.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The transition is not in the lifecycle table.
+    #[error("invalid transition for resource {resource_id:?}: {from} -> {to}")]
+    InvalidTransition {
+        /// The resource.
+        resource_id: String,
+        /// Its current state.
+        from: ResourceState,
+        /// The refused target state.
+        to: ResourceState,
+    },
+    /// A state name is not one of the lifecycle's.
+    #[error(
+        "unknown resource state {name:?} (expected one of pending, provisioning, active, updating, degraded, failed, standby, deprovisioning, terminated)"
+    )]
+    UnknownState {
+        /// The rejected name.
+        name: String,
+    },
+    /// No resource has this id.
+    #[error("unknown resource {resource_id:?}")]
+    UnknownResource {
+        /// The id looked up.
+        resource_id: String,
+    },
+    /// A resource with this id is already registered.
+    #[error("resource {resource_id:?} is already registered")]
+    DuplicateResource {
+        /// The id that is taken.
+        resource_id: String,
+    },
+    /// The dependencies form a cycle; its members are listed in cycle order.
+    #[error("dependency cycle: {}", cycle_text(.cycle))]
+    DependencyCycle {
+        /// The cycle's members in cycle order, starting from the smallest id: each member
+        /// depends on the next, and the last on the first.
+        cycle: Vec<String>,
+    },
+    /// A resource depends on one that is not registered.
+    #[error("resource {resource_id:?} depends on unknown resource {dependency:?}")]
+    UnknownDependency {
+        /// The dependent resource.
+        resource_id: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// A resource cannot be removed while others depend on it.
+    #[error("resource {resource_id:?} cannot be removed: {dependents:?} depend on it")]
+    HasDependents {
+        /// The resource.
+        resource_id: String,
+        /// Its direct dependents, sorted.
+        dependents: Vec<String>,
+    },
+    /// A write was based on a stale version of the resource (optimistic concurrency).
+    #[error(
+        "conflict writing resource {resource_id:?}: expected serial {expected:?}, found {found:?}"
+    )]
+    Conflict {
+        /// The resource.
+        resource_id: String,
+        /// The serial the writer based its change on (`None`: it expected no resource).
+        expected: Option<u64>,
+        /// The serial in the store (`None`: no resource).
+        found: Option<u64>,
+    },
+    /// A write or restore came from another state lineage.
+    #[error("state lineage mismatch: the store is {store:?}, the write is from {writer:?}")]
+    LineageMismatch {
+        /// The store's lineage.
+        store: String,
+        /// The writer's lineage.
+        writer: String,
+    },
+    /// A resource definition is invalid (for example a spec that is not a JSON object).
+    #[error("invalid resource {resource_id:?}: {reason}")]
+    InvalidResource {
+        /// The resource.
+        resource_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A drift path pattern or tolerance is invalid.
+    #[error("invalid drift rule {rule:?}: {reason}")]
+    InvalidDriftRule {
+        /// The rejected path or tolerance.
+        rule: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A user-supplied drift strategy failed.
+    #[error("drift strategy failed: {message}")]
+    DriftStrategy {
+        /// What it reported.
+        message: String,
+    },
+}
+
+fn cycle_text(cycle: &[String]) -> String {
+    let mut text = cycle.join(" -> ");
+    if let Some(first) = cycle.first() {
+        text.push_str(" -> ");
+        text.push_str(first);
+    }
+    text
+}
+
+/// A snapshot could not be written, read, verified or restored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The snapshot directory cannot be used.
+    #[error("snapshot directory {path}: {reason}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a snapshot file failed.
+    #[error("snapshot I/O on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No snapshot has this id.
+    #[error("unknown snapshot {snapshot_id:?}")]
+    UnknownSnapshot {
+        /// The id looked up.
+        snapshot_id: String,
+    },
+    /// The snapshot file is damaged or truncated; nothing was loaded from it.
+    #[error("snapshot {snapshot_id:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The snapshot.
+        snapshot_id: String,
+        /// What verification found.
+        reason: String,
+    },
+    /// The snapshot id is malformed.
+    #[error("invalid snapshot id {snapshot_id:?}")]
+    InvalidId {
+        /// The rejected id.
+        snapshot_id: String,
     },
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::error::{Result, ValidationError};
 use crate::ids::{TenantId, generate_id};
+use crate::state::{Resource, Transition};
 use crate::tenancy::Tenant;
 
 /// Something that happened, as other capabilities see it.
@@ -31,6 +32,30 @@ pub enum Event {
     TenantCreated {
         /// The new tenant.
         tenant: Tenant,
+    },
+    /// A resource was registered with the state manager.
+    ResourceRegistered {
+        /// The resource as stored.
+        resource: Arc<Resource>,
+    },
+    /// A resource moved from one lifecycle state to another.
+    ResourceStateChanged {
+        /// The resource after the transition.
+        resource: Arc<Resource>,
+        /// The applied transition.
+        transition: Transition,
+    },
+    /// A resource was removed from the state manager.
+    ResourceRemoved {
+        /// The resource as it was last stored.
+        resource: Arc<Resource>,
+    },
+    /// The whole resource state was replaced from a snapshot.
+    StateRestored {
+        /// The snapshot restored.
+        snapshot_id: String,
+        /// How many resources it held.
+        resource_count: u64,
     },
     /// An application-defined event (for example from a Python service), with a dotted kind
     /// name such as `app.release_approved`.
@@ -52,18 +77,37 @@ pub enum Event {
 pub enum EventKind {
     /// [`Event::TenantCreated`].
     TenantCreated,
+    /// [`Event::ResourceRegistered`].
+    ResourceRegistered,
+    /// [`Event::ResourceStateChanged`].
+    ResourceStateChanged,
+    /// [`Event::ResourceRemoved`].
+    ResourceRemoved,
+    /// [`Event::StateRestored`].
+    StateRestored,
     /// [`Event::Custom`], whatever its kind name.
     Custom,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 2] = [EventKind::TenantCreated, EventKind::Custom];
+    pub const ALL: [EventKind; 6] = [
+        EventKind::TenantCreated,
+        EventKind::ResourceRegistered,
+        EventKind::ResourceStateChanged,
+        EventKind::ResourceRemoved,
+        EventKind::StateRestored,
+        EventKind::Custom,
+    ];
 
     /// The kind's dotted name.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::TenantCreated => "tenant.created",
+            EventKind::ResourceRegistered => "resource.registered",
+            EventKind::ResourceStateChanged => "resource.state_changed",
+            EventKind::ResourceRemoved => "resource.removed",
+            EventKind::StateRestored => "state.restored",
             EventKind::Custom => "custom",
         }
     }
@@ -84,7 +128,8 @@ impl FromStr for EventKind {
             .ok_or_else(|| ValidationError::InvalidName {
                 field: "event kind",
                 value: s.to_owned(),
-                reason: "is not a known event kind (tenant.created, custom)",
+                reason: "is not a known event kind (tenant.created, resource.registered, \
+                         resource.state_changed, resource.removed, state.restored, custom)",
             })
     }
 }
@@ -134,6 +179,10 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Event::TenantCreated { .. } => EventKind::TenantCreated,
+            Event::ResourceRegistered { .. } => EventKind::ResourceRegistered,
+            Event::ResourceStateChanged { .. } => EventKind::ResourceStateChanged,
+            Event::ResourceRemoved { .. } => EventKind::ResourceRemoved,
+            Event::StateRestored { .. } => EventKind::StateRestored,
             Event::Custom { .. } => EventKind::Custom,
         }
     }
@@ -150,6 +199,10 @@ impl Event {
     pub fn tenant_id(&self) -> Option<&TenantId> {
         match self {
             Event::TenantCreated { tenant } => Some(&tenant.id),
+            Event::ResourceRegistered { resource }
+            | Event::ResourceStateChanged { resource, .. }
+            | Event::ResourceRemoved { resource } => Some(&resource.tenant_id),
+            Event::StateRestored { .. } => None,
             Event::Custom { tenant_id, .. } => tenant_id.as_ref(),
         }
     }
@@ -158,6 +211,10 @@ impl Event {
     pub fn subject(&self) -> Option<&str> {
         match self {
             Event::TenantCreated { tenant } => Some(tenant.id.as_str()),
+            Event::ResourceRegistered { resource }
+            | Event::ResourceStateChanged { resource, .. }
+            | Event::ResourceRemoved { resource } => Some(resource.id.as_str()),
+            Event::StateRestored { snapshot_id, .. } => Some(snapshot_id.as_str()),
             Event::Custom { subject, .. } => subject.as_deref(),
         }
     }
@@ -169,6 +226,34 @@ impl Event {
                 "tenant_id": tenant.id,
                 "name": tenant.name,
                 "billing_currency": tenant.billing_currency,
+            }),
+            Event::ResourceRegistered { resource } | Event::ResourceRemoved { resource } => {
+                serde_json::json!({
+                    "resource_id": resource.id,
+                    "tenant_id": resource.tenant_id,
+                    "kind": resource.kind,
+                    "region": resource.region,
+                    "state": resource.state,
+                })
+            }
+            Event::ResourceStateChanged {
+                resource,
+                transition,
+            } => serde_json::json!({
+                "resource_id": resource.id,
+                "tenant_id": resource.tenant_id,
+                "kind": resource.kind,
+                "region": resource.region,
+                "old_state": transition.from,
+                "new_state": transition.to,
+                "reason": transition.reason,
+            }),
+            Event::StateRestored {
+                snapshot_id,
+                resource_count,
+            } => serde_json::json!({
+                "snapshot_id": snapshot_id,
+                "resource_count": resource_count,
             }),
             Event::Custom { data, .. } => data.clone(),
         }

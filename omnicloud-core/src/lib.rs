@@ -14,6 +14,9 @@
 //! - [`error`]: one error enum per domain, gathered in [`Error`];
 //! - [`billing`]: currencies and exact money.
 //!
+//! Capabilities:
+//! - [`state`]: resource lifecycle, drift detection, dependency graph, snapshots, state stores.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use omnicloud_core::{audit::{AuditLog, AuditRecord}, clock::SystemClock, store::Store};
@@ -31,6 +34,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod state;
 pub mod store;
 pub mod tenancy;
 

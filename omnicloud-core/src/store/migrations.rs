@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit: hash-chained audit trail",
         sql: crate::audit::SCHEMA,
     },
+    Migration {
+        version: 3,
+        name: "state: resources, transitions, lineage and serial",
+        sql: crate::state::SCHEMA,
+    },
 ];
 
 /// The newest version this build knows.
