@@ -12,6 +12,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
+use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::SharedClock;
 use crate::error::{AuditError, Result, StoreError};
 use crate::events::{EventBus, SubscriptionId, dotted_name_problem};
-use crate::ids::{TenantId, generate_id, validate_display_text};
+use crate::ids::{IdKind, TenantId, generate_id, validate_display_text, validate_id};
 use crate::store::{Store, format_timestamp};
 
 /// The audit tables (migration 2). The triggers make the table append-only through SQL.
@@ -110,6 +111,9 @@ impl AuditRecord {
             .into());
         }
         validate_display_text("audit actor", &self.actor, MAX_ACTOR_CHARS)?;
+        if let Some(resource_id) = &self.resource_id {
+            validate_id(IdKind::Resource, resource_id)?;
+        }
         Ok(())
     }
 }
@@ -185,6 +189,8 @@ pub enum AuditProblem {
     },
     /// The head does not match the last entry (the head itself was edited).
     HeadMismatch,
+    /// The chain no longer holds the anchor (a head recorded earlier): it was rewritten.
+    AnchorMismatch,
     /// A column cannot be decoded (for example malformed JSON).
     Undecodable {
         /// What could not be decoded.
@@ -208,6 +214,9 @@ impl fmt::Display for AuditProblem {
             AuditProblem::HeadMismatch => {
                 f.write_str("recorded head does not match the last entry")
             }
+            AuditProblem::AnchorMismatch => f.write_str(
+                "the entry at the anchor's seq does not carry the anchor's hash (chain rewritten)",
+            ),
             AuditProblem::Undecodable { reason } => write!(f, "undecodable: {reason}"),
         }
     }
@@ -443,7 +452,8 @@ impl AuditLog {
         }
         sql.push_str(" ORDER BY seq");
         if let Some(limit) = query.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            params.push(limit.min(i64::MAX as u64).to_string());
+            sql.push_str(&format!(" LIMIT CAST(?{} AS INTEGER)", params.len()));
         }
         let rows = self.store.read(|conn| {
             let mut stmt = conn.prepare(&sql)?;
@@ -470,9 +480,16 @@ impl AuditLog {
     /// Recomputes the whole chain and reports the first bad entry, if any.
     ///
     /// Reads in one snapshot (a read transaction), so concurrent appends do not cause false
-    /// alarms.
+    /// alarms. Tampering never makes this fail: values of the wrong type are reported as
+    /// undecodable entries.
     pub fn verify(&self) -> Result<AuditVerification> {
-        let sqlite = |e| self.store.sqlite_error(e);
+        self.verify_anchored(None)
+    }
+
+    /// Like [`AuditLog::verify`], and also checks that the chain still holds `anchor`: a head
+    /// recorded earlier and kept outside the database. This catches what the chain alone cannot:
+    /// entries cut off the end together with a rewritten head, or a whole rewritten chain.
+    pub fn verify_anchored(&self, anchor: Option<&AuditHead>) -> Result<AuditVerification> {
         let (rows, head) = self.store.read(|conn| {
             let tx = conn.unchecked_transaction()?;
             let rows = {
@@ -480,82 +497,127 @@ impl AuditLog {
                     "SELECT seq, id, at, tenant_id, actor, action, resource_id, details, prev_hash, hash
                      FROM audit_events ORDER BY seq",
                 )?;
-                stmt.query_map([], read_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
+                stmt.query_map([], |r| {
+                    (0..10).map(|i| r.get::<_, SqlValue>(i)).collect::<rusqlite::Result<Vec<_>>>()
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
             };
-            let head = read_head(&tx)?;
+            let head = tx
+                .query_row("SELECT seq, hash FROM audit_head WHERE singleton = 1", [], |r| {
+                    Ok((r.get::<_, SqlValue>(0)?, r.get::<_, SqlValue>(1)?))
+                })
+                .optional()?;
             tx.finish()?;
             Ok((rows, head))
-        }).map_err(|e| match e {
-            StoreError::Sqlite { source, .. } => sqlite(source),
-            other => other,
         })?;
         let mut prev = AuditHead {
             seq: 0,
             hash: GENESIS_HASH.to_owned(),
         };
+        let mut anchor_hash_seen: Option<String> = None;
         let mut checked = 0;
+        let result = |checked, seq, entry_id, problem| AuditVerification {
+            entries_checked: checked,
+            first_violation: Some(AuditViolation {
+                seq,
+                entry_id,
+                problem,
+            }),
+        };
         for row in rows {
             checked += 1;
-            let (seq, id, details_text) = (row.0, row.1.clone(), row.7.clone());
-            let violation = |problem| AuditVerification {
-                entries_checked: checked,
-                first_violation: Some(AuditViolation {
-                    seq,
-                    entry_id: Some(id.clone()),
-                    problem,
-                }),
-            };
-            let at_text = row.2.clone();
-            let event = match Self::decode(row) {
-                Ok(event) => event,
-                Err((column, reason)) => {
-                    return Ok(violation(AuditProblem::Undecodable {
-                        reason: format!("{column}: {reason}"),
-                    }));
+            let expected_seq = prev.seq + 1;
+            let (event, at_text, details_text) = match decode_loose(row) {
+                Ok(decoded) => decoded,
+                Err((seq, id, reason)) => {
+                    return Ok(result(
+                        checked,
+                        seq.unwrap_or(expected_seq),
+                        id,
+                        AuditProblem::Undecodable { reason },
+                    ));
                 }
             };
-            if event.seq != prev.seq + 1 {
-                return Ok(AuditVerification {
-                    entries_checked: checked,
-                    first_violation: Some(AuditViolation {
-                        seq: prev.seq + 1,
-                        entry_id: None,
-                        problem: AuditProblem::MissingEntries {
-                            expected_seq: prev.seq + 1,
-                        },
-                    }),
-                });
+            if event.seq != expected_seq {
+                return Ok(result(
+                    checked,
+                    expected_seq,
+                    None,
+                    AuditProblem::MissingEntries { expected_seq },
+                ));
             }
+            let entry_id = Some(event.id.clone());
             if event.prev_hash != prev.hash {
-                return Ok(violation(AuditProblem::BrokenLink));
+                return Ok(result(
+                    checked,
+                    event.seq,
+                    entry_id,
+                    AuditProblem::BrokenLink,
+                ));
             }
             if entry_hash(&event, &at_text, &details_text) != event.hash {
-                return Ok(violation(AuditProblem::ContentEdited));
+                return Ok(result(
+                    checked,
+                    event.seq,
+                    entry_id,
+                    AuditProblem::ContentEdited,
+                ));
+            }
+            if anchor.is_some_and(|a| a.seq == event.seq) {
+                anchor_hash_seen = Some(event.hash.clone());
             }
             prev = AuditHead {
                 seq: event.seq,
                 hash: event.hash,
             };
         }
-        let tail = if head.seq > prev.seq {
-            Some(AuditViolation {
-                seq: prev.seq + 1,
-                entry_id: None,
-                problem: AuditProblem::TruncatedTail { head_seq: head.seq },
-            })
-        } else if head != prev {
-            Some(AuditViolation {
-                seq: prev.seq,
-                entry_id: None,
-                problem: AuditProblem::HeadMismatch,
-            })
-        } else {
-            None
+        let head = match head {
+            None => AuditHead {
+                seq: 0,
+                hash: GENESIS_HASH.to_owned(),
+            },
+            Some((SqlValue::Integer(seq), SqlValue::Text(hash))) if seq >= 0 => AuditHead {
+                seq: seq.unsigned_abs(),
+                hash,
+            },
+            Some(_) => return Ok(result(checked, prev.seq, None, AuditProblem::HeadMismatch)),
         };
+        if head.seq > prev.seq {
+            return Ok(result(
+                checked,
+                prev.seq + 1,
+                None,
+                AuditProblem::TruncatedTail { head_seq: head.seq },
+            ));
+        }
+        if head != prev {
+            return Ok(result(checked, prev.seq, None, AuditProblem::HeadMismatch));
+        }
+        if let Some(anchor) = anchor {
+            if anchor.seq > prev.seq {
+                return Ok(result(
+                    checked,
+                    prev.seq + 1,
+                    None,
+                    AuditProblem::TruncatedTail {
+                        head_seq: anchor.seq,
+                    },
+                ));
+            }
+            let matches = anchor.seq == 0 && anchor.hash == GENESIS_HASH
+                || anchor_hash_seen.as_deref() == Some(anchor.hash.as_str());
+            if !matches {
+                return Ok(result(
+                    checked,
+                    anchor.seq,
+                    None,
+                    AuditProblem::AnchorMismatch,
+                ));
+            }
+        }
         Ok(AuditVerification {
             entries_checked: checked,
-            first_violation: tail,
+            first_violation: None,
         })
     }
 
@@ -591,6 +653,82 @@ fn validate_action_filter(name: &str, as_given: &str) -> Result<()> {
         .into()),
         None => Ok(()),
     }
+}
+
+/// What went wrong decoding a row loosely: its seq and id if readable, and why.
+type LooseFailure = (Option<u64>, Option<String>, String);
+
+/// Decodes a row read as loose SQLite values (so tampered types are findings, not errors);
+/// returns the event with its `at` and `details` texts exactly as stored.
+fn decode_loose(
+    values: Vec<SqlValue>,
+) -> std::result::Result<(AuditEvent, String, String), LooseFailure> {
+    const NAMES: [&str; 10] = [
+        "seq",
+        "id",
+        "at",
+        "tenant_id",
+        "actor",
+        "action",
+        "resource_id",
+        "details",
+        "prev_hash",
+        "hash",
+    ];
+    let seq = match values.first() {
+        Some(SqlValue::Integer(n)) if *n >= 1 => Some(n.unsigned_abs()),
+        _ => None,
+    };
+    let id = match values.get(1) {
+        Some(SqlValue::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let fail = |reason: String| (seq, id.clone(), reason);
+    let Some(seq_value) = seq else {
+        return Err(fail("seq: not a positive integer".into()));
+    };
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(9);
+    for (i, value) in values.into_iter().enumerate().skip(1) {
+        let optional = matches!(i, 3 | 6);
+        match value {
+            SqlValue::Text(t) => texts.push(Some(t)),
+            SqlValue::Null if optional => texts.push(None),
+            other => {
+                return Err(fail(format!(
+                    "{}: unexpected {:?} value",
+                    NAMES[i],
+                    other.data_type()
+                )));
+            }
+        }
+    }
+    let mut take = |i: usize| texts.get_mut(i - 1).and_then(Option::take);
+    let (id_text, at_text, tenant_id, actor, action, resource_id, details_text, prev_hash, hash) = (
+        take(1).unwrap_or_default(),
+        take(2).unwrap_or_default(),
+        take(3),
+        take(4).unwrap_or_default(),
+        take(5).unwrap_or_default(),
+        take(6),
+        take(7).unwrap_or_default(),
+        take(8).unwrap_or_default(),
+        take(9).unwrap_or_default(),
+    );
+    let row: Row = (
+        seq_value,
+        id_text,
+        at_text.clone(),
+        tenant_id,
+        actor,
+        action,
+        resource_id,
+        details_text.clone(),
+        prev_hash,
+        hash,
+    );
+    let event =
+        AuditLog::decode(row).map_err(|(column, reason)| fail(format!("{column}: {reason}")))?;
+    Ok((event, at_text, details_text))
 }
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -919,6 +1057,118 @@ mod tests {
             AuditProblem::Undecodable { .. }
         ));
         assert!(log.query(&AuditQuery::default()).is_err());
+    }
+
+    #[test]
+    fn tampered_types_are_findings_not_errors() {
+        for sql in [
+            "UPDATE audit_events SET actor = CAST(actor AS BLOB) WHERE seq = 2",
+            "UPDATE audit_events SET details = X'00ff' WHERE seq = 3",
+            "UPDATE audit_events SET action = X'61' WHERE seq = 1",
+        ] {
+            let (log, clock) = setup();
+            fill(&log, &clock);
+            tamper(&log, sql);
+            let v = first_violation(&log);
+            assert!(
+                matches!(v.problem, AuditProblem::Undecodable { .. }),
+                "{sql}: {v}"
+            );
+        }
+        let (log, clock) = setup();
+        fill(&log, &clock);
+        tamper(&log, "UPDATE audit_events SET seq = -2 WHERE seq = 1");
+        assert!(!log.verify().expect("verify").is_intact());
+        for head in [
+            "UPDATE audit_head SET seq = 'x'",
+            "UPDATE audit_head SET seq = -1",
+            "UPDATE audit_head SET hash = 5",
+        ] {
+            let (log, clock) = setup();
+            fill(&log, &clock);
+            tamper(&log, head);
+            assert_eq!(
+                first_violation(&log).problem,
+                AuditProblem::HeadMismatch,
+                "{head}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_anchor_catches_a_cut_tail_with_a_rewritten_head() {
+        let (log, clock) = setup();
+        fill(&log, &clock);
+        let anchor = log.head().expect("head");
+        assert!(
+            log.verify_anchored(Some(&anchor))
+                .expect("verify")
+                .is_intact()
+        );
+        let (seq3, hash3): (u64, String) = log
+            .store
+            .read(|c| {
+                c.query_row(
+                    "SELECT seq, hash FROM audit_events WHERE seq = 3",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .expect("row 3");
+        tamper(
+            &log,
+            &format!(
+                "DELETE FROM audit_events WHERE seq > 3; UPDATE audit_head SET seq = {seq3}, hash = '{hash3}';"
+            ),
+        );
+        assert!(
+            log.verify().expect("verify").is_intact(),
+            "invisible without an anchor"
+        );
+        let v = log
+            .verify_anchored(Some(&anchor))
+            .expect("verify")
+            .first_violation
+            .expect("caught");
+        assert_eq!(v.problem, AuditProblem::TruncatedTail { head_seq: 5 });
+        let forged = AuditHead {
+            seq: 2,
+            hash: "00".repeat(32),
+        };
+        assert_eq!(
+            log.verify_anchored(Some(&forged))
+                .expect("verify")
+                .first_violation
+                .expect("caught")
+                .problem,
+            AuditProblem::AnchorMismatch
+        );
+        let genesis = AuditHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        };
+        assert!(
+            log.verify_anchored(Some(&genesis))
+                .expect("verify")
+                .is_intact()
+        );
+    }
+
+    #[test]
+    fn huge_limits_and_bad_resource_ids() {
+        let (log, clock) = setup();
+        fill(&log, &clock);
+        let all = log
+            .query(&AuditQuery {
+                limit: Some(u64::MAX),
+                ..Default::default()
+            })
+            .expect("query");
+        assert_eq!(all.len(), 5);
+        assert!(matches!(
+            log.append(AuditRecord::new("system", "a.b").resource("bad id\n")),
+            Err(Error::Validation(ValidationError::InvalidId { .. }))
+        ));
     }
 
     #[test]

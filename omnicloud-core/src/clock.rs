@@ -53,23 +53,39 @@ impl ManualClock {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         let next = now
             .checked_add_signed(step)
+            .filter(|t| check_instant(*t).is_ok())
             .ok_or(ValidationError::InvalidClockStep {
                 seconds,
-                reason: "moves the clock past the representable range",
+                reason: "moves the clock past the year 9999",
             })?;
         *now = next;
         Ok(next)
     }
 
-    /// Sets the clock to `instant` (earlier or later than now).
-    pub fn set(&self, instant: DateTime<Utc>) {
+    /// Sets the clock to `instant` (earlier or later than now, within the years 1 to 9999).
+    pub fn set(&self, instant: DateTime<Utc>) -> Result<(), ValidationError> {
+        check_instant(instant)?;
         *self.now.lock().unwrap_or_else(PoisonError::into_inner) = instant;
+        Ok(())
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Checks that an instant lies within the years 1 to 9999, the range timestamps are stored and
+/// exchanged in (RFC 3339, Python's `datetime`).
+pub fn check_instant(instant: DateTime<Utc>) -> Result<(), ValidationError> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&instant.year()) {
+        Ok(())
+    } else {
+        Err(ValidationError::InstantOutOfRange {
+            instant: instant.to_rfc3339(),
+        })
     }
 }
 
@@ -111,8 +127,27 @@ mod tests {
         assert_eq!(clock.now(), start() + TimeDelta::milliseconds(1500));
         clock.advance(0.000_000_001).expect("one nanosecond");
         assert_eq!(clock.now(), start() + TimeDelta::nanoseconds(1_500_000_001));
-        clock.set(start());
+        clock.set(start()).expect("set");
         assert_eq!(clock.now(), start());
+    }
+
+    #[test]
+    fn the_clock_stays_within_the_years_1_to_9999() {
+        let end = DateTime::parse_from_rfc3339("9999-12-31T23:59:00Z")
+            .expect("end")
+            .with_timezone(&Utc);
+        let clock = ManualClock::new(end);
+        assert!(clock.advance(59.0).is_ok());
+        assert!(matches!(
+            clock.advance(3600.0),
+            Err(ValidationError::InvalidClockStep { .. })
+        ));
+        assert_eq!(clock.now(), end + TimeDelta::seconds(59));
+        let beyond = end + TimeDelta::days(2);
+        assert!(matches!(
+            clock.set(beyond),
+            Err(ValidationError::InstantOutOfRange { .. })
+        ));
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub enum ValidationError {
         /// How many characters were given.
         length: usize,
     },
+    /// An instant lies outside the years 0001 to 9999 (what RFC 3339 and Python can hold).
+    #[error("instant {instant} is outside the years 0001 to 9999")]
+    InstantOutOfRange {
+        /// The instant, as text.
+        instant: String,
+    },
     /// A clock was asked to move by a negative, NaN or out-of-range number of seconds.
     #[error("invalid clock step of {seconds} seconds: {reason}")]
     InvalidClockStep {

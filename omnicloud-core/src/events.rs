@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::error::{Result, ValidationError};
-use crate::ids::{TenantId, generate_id};
+use crate::ids::{IdKind, TenantId, generate_id, validate_id};
 use crate::state::{Resource, Transition};
 use crate::tenancy::Tenant;
 
@@ -151,8 +151,21 @@ pub fn dotted_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The first segments of event names that only the core publishes.
+const RESERVED_NAMESPACES: [&str; 8] = [
+    "tenant",
+    "resource",
+    "state",
+    "deployment",
+    "webhook",
+    "failover",
+    "billing",
+    "audit",
+];
+
 impl Event {
-    /// An application-defined event, with its kind name validated.
+    /// An application-defined event, with its kind name validated (dotted, lower-case, outside
+    /// the core's reserved namespaces) and its subject following the id grammar.
     pub fn custom(
         kind: impl Into<String>,
         tenant_id: Option<TenantId>,
@@ -160,6 +173,20 @@ impl Event {
         data: Value,
     ) -> Result<Self, ValidationError> {
         let kind = kind.into();
+        let reserved = RESERVED_NAMESPACES
+            .iter()
+            .any(|ns| kind.split('.').next() == Some(ns));
+        if reserved {
+            return Err(ValidationError::InvalidName {
+                field: "event kind",
+                value: kind,
+                reason: "uses a namespace reserved for OmniCloud's own events (tenant, resource, \
+                         state, deployment, webhook, failover, billing, audit)",
+            });
+        }
+        if let Some(subject) = &subject {
+            validate_id(IdKind::Resource, subject)?;
+        }
         if let Some(reason) = dotted_name_problem(&kind) {
             return Err(ValidationError::InvalidName {
                 field: "event kind",
@@ -571,12 +598,23 @@ mod tests {
 
     #[test]
     fn names_and_kinds_are_validated() {
-        for bad in ["", "App.x", "a..b", ".a", "a b", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "App.x",
+            "a..b",
+            ".a",
+            "a b",
+            &"a".repeat(65),
+            "tenant.created",
+            "resource.x",
+            "state",
+        ] {
             assert!(
                 Event::custom(bad, None, None, Value::Null).is_err(),
                 "{bad:?}"
             );
         }
+        assert!(Event::custom("app.x", None, Some("bad subject".into()), Value::Null).is_err());
         assert_eq!("tenant.created".parse(), Ok(EventKind::TenantCreated));
         assert!("tenant.deleted".parse::<EventKind>().is_err());
         let e = tenant_created();

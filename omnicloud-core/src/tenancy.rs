@@ -42,6 +42,7 @@ impl Tenant {
     pub fn new(id: TenantId, name: impl Into<String>, billing_currency: Currency) -> Result<Self> {
         let name = name.into();
         validate_display_text("tenant name", &name, MAX_NAME_CHARS)?;
+        billing_currency.billable_minor_units()?;
         Ok(Self {
             id,
             name,
@@ -250,6 +251,18 @@ mod tests {
                 Err(Error::Validation(
                     ValidationError::InvalidName { .. } | ValidationError::TooLong { .. }
                 ))
+            ));
+        }
+    }
+
+    #[test]
+    fn currencies_without_minor_units_cannot_be_billing_currencies() {
+        let id = TenantId::new("t").expect("id");
+        for code in ["XAU", "XXX", "XDR"] {
+            let currency = Currency::new(code).expect(code);
+            assert!(matches!(
+                Tenant::new(id.clone(), "T", currency),
+                Err(Error::Money(crate::error::MoneyError::NotBillable { .. }))
             ));
         }
     }

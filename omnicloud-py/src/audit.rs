@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::clock::clock_arg;
 use crate::convert::{json_from_py, json_to_py, opt_utc_from_py, py_enum, repr_opt};
+use crate::errors::BindingError;
 use crate::events::EventBus;
 use crate::gateway::detached;
 use crate::store::{Store, store_arg};
@@ -85,7 +86,7 @@ impl AuditEvent {
 
     fn __repr__(&self) -> String {
         format!(
-            "AuditEvent(seq={}, at={}, tenant_id={:?}, actor={:?}, action={:?}, resource_id={:?})",
+            "AuditEvent(seq={}, at={}, tenant_id={}, actor={:?}, action={:?}, resource_id={})",
             self.inner.seq,
             self.inner.at.to_rfc3339(),
             repr_opt(self.inner.tenant_id.as_deref()),
@@ -167,6 +168,7 @@ fn problem_name(problem: &core::AuditProblem) -> &'static str {
         core::AuditProblem::MissingEntries { .. } => "missing_entries",
         core::AuditProblem::TruncatedTail { .. } => "truncated_tail",
         core::AuditProblem::HeadMismatch => "head_mismatch",
+        core::AuditProblem::AnchorMismatch => "anchor_mismatch",
         core::AuditProblem::Undecodable { .. } => "undecodable",
         _ => "other",
     }
@@ -235,8 +237,14 @@ impl AuditLog {
         action: Option<String>,
         since: Option<&Bound<'_, PyAny>>,
         until: Option<&Bound<'_, PyAny>>,
-        limit: Option<u64>,
+        limit: Option<i64>,
     ) -> PyResult<Vec<AuditEvent>> {
+        let limit = limit
+            .map(|l| {
+                u64::try_from(l)
+                    .map_err(|_| BindingError::value(format!("limit must be >= 0, got {l}")))
+            })
+            .transpose()?;
         let query = AuditQuery {
             tenant_id: tenant_id.map(tenant_id_arg).transpose()?,
             action,
@@ -252,13 +260,21 @@ impl AuditLog {
     }
 
     /// Whether the hash chain is intact (no entry edited, deleted, inserted or cut off).
-    fn verify(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(detached(py, || self.inner.verify())?.is_intact())
+    /// With `anchor` (a `head()` kept elsewhere), also whether the chain still holds it.
+    #[pyo3(signature = (anchor = None))]
+    fn verify(&self, py: Python<'_>, anchor: Option<(u64, String)>) -> PyResult<bool> {
+        Ok(self.verify_report(py, anchor)?.inner.is_intact())
     }
 
     /// The full verification: entries checked and the first bad entry, if any.
-    fn verify_report(&self, py: Python<'_>) -> PyResult<AuditVerification> {
-        let inner = detached(py, || self.inner.verify())?;
+    #[pyo3(signature = (anchor = None))]
+    fn verify_report(
+        &self,
+        py: Python<'_>,
+        anchor: Option<(u64, String)>,
+    ) -> PyResult<AuditVerification> {
+        let anchor = anchor.map(|(seq, hash)| core::AuditHead { seq, hash });
+        let inner = detached(py, || self.inner.verify_anchored(anchor.as_ref()))?;
         Ok(AuditVerification { inner })
     }
 

@@ -38,8 +38,9 @@ impl ManualClock {
 
     /// Sets the time (earlier or later).
     fn set(&self, instant: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.set(utc_from_py(instant, "instant")?);
-        Ok(())
+        self.inner
+            .set(utc_from_py(instant, "instant")?)
+            .map_err(|e| BindingError::from(e).into())
     }
 
     fn __repr__(&self) -> String {

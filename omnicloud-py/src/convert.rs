@@ -31,9 +31,12 @@ pub(crate) fn utc_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<DateTi
         ))
         .into());
     };
+    let unusable = |e: PyErr| -> PyErr {
+        BindingError::value(format!("{what} cannot be converted to UTC: {e}")).into()
+    };
     let naive = match dt.get_tzinfo() {
         None => true,
-        Some(_) => dt.call_method0("utcoffset")?.is_none(),
+        Some(_) => dt.call_method0("utcoffset").map_err(unusable)?.is_none(),
     };
     if naive {
         return Err(BindingError::value(format!(
@@ -44,8 +47,10 @@ pub(crate) fn utc_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<DateTi
         .into());
     }
     // Any tzinfo (fixed offsets, zoneinfo, dateutil) is resolved by Python itself.
-    let utc = dt.call_method1("astimezone", (PyTzInfo::utc(obj.py())?,))?;
-    utc.extract::<DateTime<Utc>>()
+    let utc = dt
+        .call_method1("astimezone", (PyTzInfo::utc(obj.py())?,))
+        .map_err(unusable)?;
+    utc.extract::<DateTime<Utc>>().map_err(unusable)
 }
 
 /// An optional datetime argument.

@@ -72,7 +72,7 @@ impl Event {
 
     fn __repr__(&self) -> String {
         format!(
-            "Event(kind={:?}, tenant_id={:?}, at={})",
+            "Event(kind={:?}, tenant_id={}, at={})",
             self.inner.event.name(),
             repr_opt(self.tenant_id()),
             self.inner.at.to_rfc3339()
@@ -117,7 +117,15 @@ impl EventBus {
     /// An exception in the callback goes to `sys.unraisablehook` and counts as a failed
     /// delivery; it never reaches the publisher. Returns the subscription id.
     #[pyo3(signature = (callback, kinds = None))]
-    fn subscribe(&self, callback: Py<PyAny>, kinds: Option<Vec<String>>) -> PyResult<u64> {
+    fn subscribe(&self, callback: Bound<'_, PyAny>, kinds: Option<Vec<String>>) -> PyResult<u64> {
+        if !callback.is_callable() {
+            return Err(BindingError::type_error(format!(
+                "callback must be callable, got {}",
+                crate::convert::type_name(&callback)
+            ))
+            .into());
+        }
+        let callback = callback.unbind();
         let kinds = kinds_arg(kinds)?;
         let id = self.inner.subscribe(kinds.as_deref(), move |envelope| {
             Python::attach(|py| {
@@ -138,8 +146,8 @@ impl EventBus {
     }
 
     /// Ends a subscription; returns whether it existed.
-    fn unsubscribe(&self, subscription: u64) -> bool {
-        self.inner.unsubscribe(core::SubscriptionId(subscription))
+    fn unsubscribe(&self, subscription: i64) -> bool {
+        u64::try_from(subscription).is_ok_and(|id| self.inner.unsubscribe(core::SubscriptionId(id)))
     }
 
     /// Publishes an application-defined event (`kind` is a dotted lower-case name such as

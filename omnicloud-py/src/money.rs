@@ -121,14 +121,22 @@ impl Money {
         Self { inner }
     }
 
-    fn other_money(other: &Bound<'_, PyAny>, op: &str) -> PyResult<core::Money> {
-        other.cast::<Money>().map(|m| m.get().inner).map_err(|_| {
-            BindingError::type_error(format!(
-                "cannot {op} Money and {}; convert it to Money first",
-                type_name(other)
-            ))
-            .into()
-        })
+    /// Applies `op` to two Money values; anything else is `NotImplemented`, so Python can try
+    /// the other operand (and then raise its usual TypeError).
+    fn binary(
+        &self,
+        other: &Bound<'_, PyAny>,
+        op: impl FnOnce(
+            &core::Money,
+            &core::Money,
+        ) -> Result<core::Money, omnicloud_core::error::MoneyError>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<Money>() else {
+            return Ok(py.NotImplemented());
+        };
+        let result = op(&self.inner, &other.get().inner).map_err(BindingError::from)?;
+        Ok(Py::new(py, Self::wrap(result))?.into_any())
     }
 }
 
@@ -167,18 +175,24 @@ impl Money {
         Ok(Self::wrap(r))
     }
 
-    fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let other = Self::other_money(other, "add")?;
-        Ok(Self::wrap(
-            self.inner.checked_add(&other).map_err(BindingError::from)?,
-        ))
+    fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.binary(other, core::Money::checked_add)
     }
 
-    fn __sub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let other = Self::other_money(other, "subtract")?;
-        Ok(Self::wrap(
-            self.inner.checked_sub(&other).map_err(BindingError::from)?,
-        ))
+    /// `0 + money` is `money`, so `sum()` works over Money; other left operands are not
+    /// supported.
+    fn __radd__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let is_zero = other.is_exact_instance_of::<pyo3::types::PyInt>()
+            && other.extract::<i64>().is_ok_and(|v| v == 0);
+        if is_zero {
+            return Ok(slf.clone().into_any().unbind());
+        }
+        Ok(py.NotImplemented())
+    }
+
+    fn __sub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.binary(other, core::Money::checked_sub)
     }
 
     fn __mul__(&self, factor: &Bound<'_, PyAny>) -> PyResult<Self> {

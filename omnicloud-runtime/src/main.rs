@@ -32,13 +32,8 @@ async fn main() -> ExitCode {
 }
 
 fn verify_audit(db: &std::path::Path, out: &mut impl Write) -> Result<ExitCode, demo::DemoError> {
-    if !db.is_file() {
-        return Err(demo::DemoError::Refused(format!(
-            "{} does not exist (audit verify never creates a database)",
-            db.display()
-        )));
-    }
-    let log = AuditLog::new(Store::open(db)?, std::sync::Arc::new(SystemClock));
+    // Read-only: verification never creates, migrates or converts the file it checks.
+    let log = AuditLog::new(Store::open_read_only(db)?, std::sync::Arc::new(SystemClock));
     let report = log.verify()?;
     match report.first_violation {
         None => {

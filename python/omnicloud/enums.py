@@ -46,6 +46,8 @@ class AuditProblem(str, enum.Enum):
     """The chain ends before the recorded head."""
     HEAD_MISMATCH = "head_mismatch"
     """The recorded head does not match the last entry."""
+    ANCHOR_MISMATCH = "anchor_mismatch"
+    """The chain no longer holds the anchor (a head kept elsewhere): it was rewritten."""
     UNDECODABLE = "undecodable"
     """A column cannot be decoded."""
     OTHER = "other"

@@ -109,6 +109,10 @@ impl Money {
     }
 
     /// The amount multiplied by a dimensionless factor (a quantity, a rate, a percentage).
+    ///
+    /// Products keep at most 28 significant digits, as Python's `decimal` default context does:
+    /// a product needing more is rounded to fit (banker's rounding inside rust_decimal). Money
+    /// amounts and prices never come near that; round to minor units explicitly afterwards.
     pub fn checked_mul(&self, factor: Decimal) -> Result<Money, MoneyError> {
         let amount = self
             .amount
@@ -126,6 +130,9 @@ impl Money {
     }
 
     /// Rounded to the currency's minor units with `strategy`.
+    ///
+    /// The result carries exactly the currency's minor units as its scale (`7` USD becomes
+    /// `7.00`), except for amounts so large (over 26 integer digits) that the scale cannot grow.
     ///
     /// Currencies without a minor unit (XAU, XDR…) are refused as not billable.
     pub fn rounded_with(&self, strategy: RoundingStrategy) -> Result<Money, MoneyError> {

@@ -43,6 +43,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The SQLite `application_id` OmniCloud databases carry ("OCC1").
+pub const APPLICATION_ID: i64 = 0x4F43_4331;
+
 /// The newest version this build knows.
 pub fn latest_version() -> u32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -67,6 +70,8 @@ pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sqlite = |source| super::classify_open_error(path, source);
     conn.execute_batch(BOOKKEEPING).map_err(sqlite)?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(sqlite)?;
     let found = current_version(conn).map_err(sqlite)?;
     if found > latest_version() {
         return Err(StoreError::SchemaTooNew {

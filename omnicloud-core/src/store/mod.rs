@@ -55,38 +55,72 @@ impl Store {
     /// Opens (creating if absent) the database file at `path`, in WAL mode, and migrates it to
     /// the newest schema.
     ///
-    /// A directory, a missing parent directory, an unwritable location, a file that is not an
-    /// SQLite database and a file from a newer OmniCloud are each refused with a [`StoreError`]
-    /// naming the path; nothing is created or changed in those cases.
+    /// A directory, a missing parent directory, an unwritable location or file, a file that is
+    /// not an SQLite database, another application's SQLite database and a file from a newer
+    /// OmniCloud are each refused with a [`StoreError`] naming the path; nothing is created or
+    /// changed in those cases. The path is a plain file name (never an SQLite URI).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let refuse = |reason: &str| StoreError::Open {
-            path: path.clone(),
-            reason: reason.to_owned(),
-        };
-        if path.as_os_str().is_empty() {
-            return Err(refuse("the path is empty"));
-        }
-        if path.is_dir() {
-            return Err(refuse("the path is a directory"));
-        }
-        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) if !parent.is_dir() => {
-                return Err(refuse(if parent.exists() {
-                    "the parent is not a directory"
-                } else {
-                    "the parent directory does not exist"
-                }));
-            }
-            _ => {}
-        }
+        let path = checked_path(path.as_ref())?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn =
-            Connection::open_with_flags(&path, flags).map_err(|e| classify_open_error(&path, e))?;
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(sqlite_name(&path), flags)
+            .map_err(|e| classify_open_error(&path, e))?;
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| classify_open_error(&path, e))?
+        {
+            return Err(StoreError::Open {
+                path,
+                reason: "the file is read-only".into(),
+            });
+        }
+        check_ownership(&conn, &path)?;
         Self::initialise(conn, path, false)
+    }
+
+    /// Opens an existing database file for reading only: nothing is migrated, converted or
+    /// written (for inspection, such as verifying an audit trail). The file must be at the
+    /// newest schema this build knows.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = checked_path(path.as_ref())?;
+        if !path.is_file() {
+            return Err(StoreError::Open {
+                path,
+                reason: "the file does not exist".into(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(sqlite_name(&path), flags)
+            .map_err(|e| classify_open_error(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| classify_open_error(&path, e))?;
+        check_ownership(&conn, &path)?;
+        let found =
+            migrations::current_version(&conn).map_err(|e| classify_open_error(&path, e))?;
+        let latest = migrations::latest_version();
+        if found > latest {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found,
+                supported: latest,
+            });
+        }
+        if found < latest {
+            return Err(StoreError::Open {
+                path,
+                reason: format!(
+                    "schema version {found} is older than {latest}; open it read-write once to migrate"
+                ),
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                in_memory: false,
+            }),
+        })
     }
 
     fn initialise(
@@ -206,7 +240,16 @@ impl Store {
 
     /// Wraps an SQLite error with this store's path, classifying corruption.
     pub(crate) fn sqlite_error(&self, source: rusqlite::Error) -> StoreError {
-        classify_open_error(&self.inner.path, source)
+        match source.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                reason: source.to_string(),
+            },
+            _ => StoreError::Sqlite {
+                path: self.inner.path.clone(),
+                source,
+            },
+        }
     }
 
     /// Decodes a timestamp column, naming the column if it is malformed.
@@ -223,6 +266,72 @@ impl Store {
             reason: format!("{text:?} is not an RFC 3339 UTC timestamp"),
         })
     }
+}
+
+/// The name handed to SQLite: relative paths get a `./` prefix so a file called `file:x.db` is
+/// never read as an SQLite URI (the bundled SQLite understands URIs in plain names).
+fn sqlite_name(path: &Path) -> PathBuf {
+    if path.is_relative() {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The path checks shared by both ways of opening a file.
+fn checked_path(path: &Path) -> Result<PathBuf, StoreError> {
+    let refuse = |reason: &str| StoreError::Open {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    if path.as_os_str().is_empty() {
+        return Err(refuse("the path is empty"));
+    }
+    if path.is_dir() {
+        return Err(refuse("the path is a directory"));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(refuse(if parent.exists() {
+            "the parent is not a directory"
+        } else {
+            "the parent directory does not exist"
+        }));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Refuses files that are not SQLite databases, and SQLite databases of other applications,
+/// before anything is written to them.
+fn check_ownership(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let read = |e| classify_open_error(path, e);
+    // The first read of the header: a file that is not a database fails here.
+    let application_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(read)?;
+    let tables: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(read)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(read)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(read)?
+    };
+    let ours = application_id == migrations::APPLICATION_ID
+        || (application_id == 0
+            && (tables.is_empty() || tables.iter().any(|t| t == "schema_migrations")));
+    if ours {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!(
+            "it is another application's SQLite database (application_id {application_id}, tables {})",
+            tables.join(", ")
+        ),
+    })
 }
 
 fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
@@ -359,6 +468,70 @@ mod tests {
             garbage,
             "file untouched"
         );
+    }
+
+    #[test]
+    fn another_applications_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("foreign.db");
+        let conn = Connection::open(&path).expect("raw");
+        conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY);")
+            .expect("schema");
+        drop(conn);
+        let before = std::fs::read(&path).expect("read");
+        let err = Store::open(&path).expect_err("foreign");
+        assert!(
+            matches!(&err, StoreError::Corrupt { reason, .. } if reason.contains("another application")),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "not converted or migrated"
+        );
+        assert!(Store::open_read_only(&path).is_err());
+    }
+
+    #[test]
+    fn paths_are_files_never_uris() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let absolute = dir.path().join("file:weird.db");
+        let store = Store::open(&absolute).expect("open");
+        assert_eq!(store.path(), Some(absolute.as_path()));
+        assert!(absolute.is_file());
+        assert_eq!(
+            sqlite_name(Path::new("file:x.db")),
+            Path::new("./file:x.db")
+        );
+    }
+
+    #[test]
+    fn read_only_opening_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ro.db");
+        assert!(
+            matches!(Store::open_read_only(&path), Err(StoreError::Open { .. })),
+            "must exist"
+        );
+        assert!(!path.exists());
+        drop(Store::open(&path).expect("create"));
+        let ro = Store::open_read_only(&path).expect("read-only");
+        assert_eq!(
+            ro.schema_version().expect("version"),
+            migrations::latest_version()
+        );
+        let write = ro.read(|c| c.execute("INSERT INTO tenants VALUES ('a', 'A', 'USD', 'x')", []));
+        assert!(write.is_err(), "read-only");
+        let old = dir.path().join("old.db");
+        let conn = Connection::open(&old).expect("raw");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);
+             INSERT INTO schema_migrations VALUES (1, 'tenancy', '2026-01-01T00:00:00Z');",
+        )
+        .expect("old schema");
+        drop(conn);
+        let err = Store::open_read_only(&old).expect_err("too old");
+        assert!(err.to_string().contains("older"), "{err}");
     }
 
     #[test]
