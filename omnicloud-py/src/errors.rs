@@ -8,7 +8,8 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, Error as CoreError, MoneyError, StoreError, TenancyError, ValidationError,
+    AuditError, Error as CoreError, MoneyError, SnapshotError, StateError, StoreError,
+    TenancyError, ValidationError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -70,7 +71,9 @@ core_from!(
     StoreError,
     AuditError,
     TenancyError,
-    MoneyError
+    MoneyError,
+    StateError,
+    SnapshotError
 );
 
 /// The binding's result type.
@@ -98,6 +101,8 @@ fn to_pyerr(py: Python<'_>, err: &BindingError) -> PyErr {
 /// A field value carried to the exception as an attribute.
 enum Field {
     Text(String),
+    Number(Option<u64>),
+    List(Vec<String>),
     None,
 }
 
@@ -177,6 +182,8 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             ),
             _ => ("OmniCloudError", vec![]),
         },
+        CoreError::State(e) => classify_state(e),
+        CoreError::Snapshot(e) => classify_snapshot(e),
         CoreError::Money(m) => match m {
             MoneyError::UnknownCurrency { code } => {
                 ("UnknownCurrencyError", vec![("code", Text(code.clone()))])
@@ -199,6 +206,74 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
     }
 }
 
+fn classify_state(err: &StateError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::{List, Number, Text};
+    let id = |id: &String| ("resource_id", Text(id.clone()));
+    match err {
+        StateError::InvalidTransition { resource_id, from, to } => (
+            "InvalidTransitionError",
+            vec![
+                id(resource_id),
+                ("from_state", Text(from.as_str().to_owned())),
+                ("to_state", Text(to.as_str().to_owned())),
+            ],
+        ),
+        StateError::UnknownState { name } => (
+            "ValidationError",
+            vec![("field", Text("state".into())), ("value", Text(name.clone()))],
+        ),
+        StateError::UnknownResource { resource_id } => ("UnknownResourceError", vec![id(resource_id)]),
+        StateError::DuplicateResource { resource_id } => ("DuplicateResourceError", vec![id(resource_id)]),
+        StateError::DependencyCycle { cycle } => ("DependencyCycleError", vec![("cycle", List(cycle.clone()))]),
+        StateError::UnknownDependency { resource_id, dependency } => (
+            "UnknownDependencyError",
+            vec![id(resource_id), ("dependency", Text(dependency.clone()))],
+        ),
+        StateError::HasDependents { resource_id, dependents } => (
+            "HasDependentsError",
+            vec![id(resource_id), ("dependents", List(dependents.clone()))],
+        ),
+        StateError::Conflict { resource_id, expected, found } => (
+            "ConflictError",
+            vec![id(resource_id), ("expected", Number(*expected)), ("found", Number(*found))],
+        ),
+        StateError::LineageMismatch { store, writer } => (
+            "LineageMismatchError",
+            vec![("store_lineage", Text(store.clone())), ("writer_lineage", Text(writer.clone()))],
+        ),
+        StateError::InvalidResource { resource_id, .. } => (
+            "ValidationError",
+            vec![("field", Text("resource".into())), ("value", Text(resource_id.clone()))],
+        ),
+        StateError::InvalidDriftRule { rule, .. } => (
+            "ValidationError",
+            vec![("field", Text("drift rule".into())), ("value", Text(rule.clone()))],
+        ),
+        StateError::DriftStrategy { .. } => ("DriftStrategyError", vec![]),
+        _ => ("OmniCloudError", vec![]),
+    }
+}
+
+fn classify_snapshot(err: &SnapshotError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::Text;
+    match err {
+        SnapshotError::Directory { path, .. } | SnapshotError::Io { path, .. } => {
+            ("SnapshotError", vec![("path", path_text(path))])
+        }
+        SnapshotError::UnknownSnapshot { snapshot_id } => {
+            ("UnknownSnapshotError", vec![("snapshot_id", Text(snapshot_id.clone()))])
+        }
+        SnapshotError::Corrupt { snapshot_id, .. } => {
+            ("SnapshotCorruptError", vec![("snapshot_id", Text(snapshot_id.clone()))])
+        }
+        SnapshotError::InvalidId { snapshot_id } => (
+            "ValidationError",
+            vec![("field", Text("snapshot id".into())), ("value", Text(snapshot_id.clone()))],
+        ),
+        _ => ("SnapshotError", vec![]),
+    }
+}
+
 fn build(
     py: Python<'_>,
     class: &str,
@@ -210,6 +285,8 @@ fn build(
     for (name, value) in fields {
         match value {
             Field::Text(t) => kwargs.set_item(name, t)?,
+            Field::Number(n) => kwargs.set_item(name, n)?,
+            Field::List(items) => kwargs.set_item(name, items)?,
             Field::None => kwargs.set_item(name, py.None())?,
         }
     }

@@ -7,10 +7,13 @@
 mod audit;
 mod clock;
 mod convert;
+mod drift;
 mod errors;
 mod events;
 mod gateway;
 mod money;
+mod snapshot;
+mod state;
 mod store;
 mod tenancy;
 
@@ -41,6 +44,12 @@ mod _omnicloud {
     use super::store::Store;
     #[pymodule_export]
     use super::tenancy::{Tenant, TenantRegistry};
+    #[pymodule_export]
+    use super::drift::{DriftChange, DriftDetector, DriftReport, ExactMatch, SemanticEquality, ThresholdBased};
+    #[pymodule_export]
+    use super::snapshot::{SnapshotInfo, SnapshotManager};
+    #[pymodule_export]
+    use super::state::{DependencyResolver, Resource, StateMachine, StateManager, Transition};
 
     use pyo3::prelude::*;
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["RoundingStrategy", "AuditProblem", "EventKind"]
+__all__ = ["RoundingStrategy", "AuditProblem", "EventKind", "ResourceState", "ChangeKind"]
 
 
 class RoundingStrategy(str, enum.Enum):
@@ -62,8 +62,56 @@ class EventKind(str, enum.Enum):
 
     TENANT_CREATED = "tenant.created"
     """A tenant was added."""
+    RESOURCE_REGISTERED = "resource.registered"
+    """A resource was registered with a StateManager."""
+    RESOURCE_STATE_CHANGED = "resource.state_changed"
+    """A resource moved between lifecycle states."""
+    RESOURCE_REMOVED = "resource.removed"
+    """A resource was removed from a StateManager."""
+    STATE_RESTORED = "state.restored"
+    """A StateManager's state was replaced from a snapshot."""
     CUSTOM = "custom"
     """An application-defined event published with ``EventBus.publish``."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ResourceState(str, enum.Enum):
+    """Where a resource is in its lifecycle (see :class:`StateMachine` for the transitions)."""
+
+    PENDING = "pending"
+    """Declared, nothing created yet."""
+    PROVISIONING = "provisioning"
+    """Being created."""
+    ACTIVE = "active"
+    """Serving."""
+    UPDATING = "updating"
+    """Being changed in place."""
+    DEGRADED = "degraded"
+    """Serving with reduced capacity or failing health checks."""
+    FAILED = "failed"
+    """Not serving; needs intervention or a retry."""
+    STANDBY = "standby"
+    """Provisioned and ready to take over (a failover target)."""
+    DEPROVISIONING = "deprovisioning"
+    """Being torn down."""
+    TERMINATED = "terminated"
+    """Gone. Terminal."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ChangeKind(str, enum.Enum):
+    """How a path differs in a :class:`DriftReport`."""
+
+    ADDED = "added"
+    """Present in the actual configuration only."""
+    REMOVED = "removed"
+    """Present in the desired configuration only."""
+    CHANGED = "changed"
+    """Present in both with different values."""
 
     def __str__(self) -> str:
         return self.value

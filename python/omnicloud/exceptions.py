@@ -27,6 +27,18 @@ __all__ = [
     "CurrencyMismatchError",
     "CurrencyNotBillableError",
     "MoneyOverflowError",
+    "InvalidTransitionError",
+    "UnknownResourceError",
+    "DuplicateResourceError",
+    "DependencyCycleError",
+    "UnknownDependencyError",
+    "HasDependentsError",
+    "ConflictError",
+    "LineageMismatchError",
+    "DriftStrategyError",
+    "SnapshotError",
+    "SnapshotCorruptError",
+    "UnknownSnapshotError",
 ]
 
 
@@ -118,3 +130,84 @@ class MoneyOverflowError(OmniCloudError, ArithmeticError):
     """An amount does not fit in 28 significant digits (``operation`` names the step)."""
 
     operation: str
+
+
+class InvalidTransitionError(OmniCloudError, ValueError):
+    """The lifecycle does not allow ``from_state -> to_state`` for ``resource_id``."""
+
+    resource_id: str
+    from_state: str
+    to_state: str
+
+
+class UnknownResourceError(OmniCloudError, LookupError):
+    """No resource has this id (``resource_id``)."""
+
+    resource_id: str
+
+
+class DuplicateResourceError(OmniCloudError, ValueError):
+    """A resource with this id (``resource_id``) is already registered."""
+
+    resource_id: str
+
+
+class DependencyCycleError(OmniCloudError, ValueError):
+    """The dependencies form a cycle.
+
+    ``cycle`` lists its members in cycle order, starting from the smallest id: each member
+    depends on the next, and the last on the first.
+    """
+
+    cycle: list[str]
+
+
+class UnknownDependencyError(OmniCloudError, LookupError):
+    """``resource_id`` depends on ``dependency``, which is not registered."""
+
+    resource_id: str
+    dependency: str
+
+
+class HasDependentsError(OmniCloudError, ValueError):
+    """``resource_id`` cannot be removed while ``dependents`` depend on it."""
+
+    resource_id: str
+    dependents: list[str]
+
+
+class ConflictError(OmniCloudError):
+    """A write was based on a stale version (``expected`` serial; the store has ``found``)."""
+
+    resource_id: str | None = None
+    expected: int | None = None
+    found: int | None = None
+
+
+class LineageMismatchError(ConflictError):
+    """A restore or import came from another state lineage (``writer_lineage``)."""
+
+    store_lineage: str
+    writer_lineage: str
+
+
+class DriftStrategyError(OmniCloudError):
+    """A user-supplied drift strategy raised or returned something that is not a change list."""
+
+
+class SnapshotError(OmniCloudError):
+    """A snapshot could not be written, read or restored (``path`` when a file is involved)."""
+
+    path: str | None = None
+
+
+class SnapshotCorruptError(SnapshotError):
+    """The snapshot (``snapshot_id``) is damaged or truncated; nothing was loaded from it."""
+
+    snapshot_id: str
+
+
+class UnknownSnapshotError(SnapshotError, LookupError):
+    """No snapshot has this id (``snapshot_id``)."""
+
+    snapshot_id: str
