@@ -8,8 +8,12 @@ are faster) and the input sizes.
     python benches/peers.py audit --json
     python benches/peers.py audit --entries 50000 --repeat 5 --json
 
-Areas: audit (the kernel's hash-chained audit trail against sqlite3 + hashlib). The capability
-areas (state, scheduling, webhooks, billing, failover) join as their capabilities land.
+Areas:
+- audit: the kernel's hash-chained audit trail against sqlite3 + hashlib;
+- state: dependency graph (topological order, impact) against networkx, drift detection against
+  deepdiff, snapshots of the whole state against pickle + zlib.
+The other capability areas (scheduling, webhooks, billing, failover) join as they land.
+--scale shrinks every input proportionally (0.01 for a smoke run).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import hashlib
 import json
 import os
+import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -190,8 +196,159 @@ def compare_audit(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
-AREAS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"audit": audit_area}
-PLANNED = ("state", "scheduling", "webhooks", "billing", "failover")
+# --- state: the peers ----------------------------------------------------------------------
+
+
+def random_graph(n: int, edges: int, seed: int) -> list[tuple[str, list[str]]]:
+    """A random DAG: node i depends on up to a few earlier nodes; `edges` in total."""
+    rng = random.Random(seed)
+    names = [f"res-{i:07d}" for i in range(n)]
+    deps: list[list[str]] = [[] for _ in range(n)]
+    placed = 0
+    while placed < edges:
+        i = rng.randrange(1, n)
+        j = rng.randrange(0, i)
+        if names[j] not in deps[i]:
+            deps[i].append(names[j])
+            placed += 1
+    return list(zip(names, deps))
+
+
+def drift_pairs(resources: int, fields: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Desired/actual documents: `fields` leaves each, 2% of leaves drifted."""
+    rng = random.Random(seed)
+    pairs = []
+    for r in range(resources):
+        desired: dict[str, Any] = {
+            "name": f"res-{r}",
+            "tags": {f"t{k}": f"v{k}" for k in range(5)},
+            "disks": [{"size": 100 + k, "iops": 3000} for k in range(5)],
+        }
+        for f in range(fields - 20):
+            desired[f"f{f:02d}"] = rng.choice([f, f * 1.5, f"s{f}", True, None])
+        actual = json.loads(json.dumps(desired))
+        for key in rng.sample(sorted(k for k in actual if k.startswith("f")), k=max(1, fields // 50)):
+            actual[key] = "drifted"
+        pairs.append((desired, actual))
+    return pairs
+
+
+def state_area(args: argparse.Namespace) -> dict[str, Any]:
+    import pickle
+    import zlib
+
+    import networkx as nx  # type: ignore[import-untyped,unused-ignore]
+    from deepdiff import DeepDiff
+
+    n = max(10, int(100_000 * args.scale))
+    e = 3 * n
+    graph = random_graph(n, e, seed=7)
+    probes = [name for name, _ in graph[:: max(1, n // 100)]][:100]
+
+    def ours_build() -> oc.DependencyResolver:
+        g = oc.DependencyResolver()
+        g.add_many(graph)
+        return g
+
+    def nx_build() -> Any:
+        g = nx.DiGraph()
+        g.add_nodes_from(name for name, _ in graph)
+        g.add_edges_from((d, name) for name, deps in graph for d in deps)
+        return g
+
+    def ours_order_impact(g: oc.DependencyResolver) -> None:
+        g.topological_order()
+        for p in probes:
+            g.impact(p)
+
+    def nx_order_impact(g: Any) -> None:
+        list(nx.lexicographical_topological_sort(g))
+        for p in probes:
+            nx.descendants(g, p)
+
+    built_ours, built_nx = ours_build(), nx_build()
+    assert built_ours.topological_order() == list(nx.lexicographical_topological_sort(built_nx))
+    assert built_ours.impact(probes[0]) == nx.descendants(built_nx, probes[0])
+
+    drift_n = max(10, int(10_000 * args.scale))
+    pairs = drift_pairs(drift_n, 50, seed=11)
+    detector = oc.DriftDetector(oc.ExactMatch())
+
+    def ours_drift(_: object) -> None:
+        reports = detector.detect_many(pairs)
+        assert all(r.has_drift for r in reports)
+
+    def peer_drift(_: object) -> None:
+        for d, a in pairs:
+            assert DeepDiff(d, a)
+
+    snap_n = max(10, int(1_000_000 * args.scale))
+    resources = [
+        oc.Resource(f"r{i:07d}", "acme", "database", "eu-west-1", {"size": i % 500, "engine": "pg"}, depends_on=[])
+        for i in range(snap_n)
+    ]
+    dicts = [{"id": r.id, "tenant_id": r.tenant_id, "kind": r.kind, "region": r.region, "spec": r.spec, "state": "pending"} for r in resources]
+    work = Path(tempfile.mkdtemp(prefix="omnicloud-peers-"))
+    snapshots = oc.SnapshotManager(work / "snapshots")
+    written: dict[str, str] = {}
+
+    def ours_write(_: object) -> None:
+        written["id"] = snapshots.create(resources).id
+
+    def peer_write(_: object) -> None:
+        path = work / "peer.pickle.z"
+        data = zlib.compress(pickle.dumps(dicts, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def ours_restore(_: object) -> None:
+        assert len(snapshots.restore(written["id"])) == snap_n
+
+    def peer_restore(_: object) -> None:
+        assert len(pickle.loads(zlib.decompress((work / "peer.pickle.z").read_bytes()))) == snap_n
+
+    none: Callable[[], None] = lambda: None  # noqa: E731
+    pairs_run: list[tuple[str, Callable[[], Any], Callable[[Any], object], Callable[[], Any], Callable[[Any], object], str]] = [
+        ("graph build", none, lambda _: ours_build(), none, lambda _: nx_build(), "networkx.DiGraph"),
+        ("topological order + 100 impact queries", lambda: built_ours, ours_order_impact, lambda: built_nx, nx_order_impact, "networkx (lexicographical_topological_sort, descendants)"),
+        ("drift detection", none, ours_drift, none, peer_drift, "deepdiff.DeepDiff"),
+        ("snapshot write", none, ours_write, none, peer_write, "pickle + zlib + fsync"),
+        ("snapshot restore", none, ours_restore, none, peer_restore, "pickle + zlib"),
+    ]
+    results = []
+    for name, ours_setup, ours_run, peer_setup, peer_run, peer in pairs_run:
+        ours_s = best_of(args.repeat, ours_setup, ours_run)
+        peer_s = best_of(args.repeat, peer_setup, peer_run)
+        results.append(
+            Comparison(
+                name=name,
+                ours_s=round(ours_s, 6),
+                peer_s=round(peer_s, 6),
+                ratio=round(peer_s / ours_s, 2),
+                ours="omnicloud",
+                peer=peer,
+            )
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "area": "state",
+        "sizes": {
+            "graph_resources": n,
+            "graph_edges": e,
+            "impact_queries": len(probes),
+            "drift_resources": drift_n,
+            "drift_fields": 50,
+            "snapshot_resources": snap_n,
+        },
+        "repeat": args.repeat,
+        "comparisons": [asdict(r) for r in results],
+    }
+
+
+AREAS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"audit": audit_area, "state": state_area}
+PLANNED = ("scheduling", "webhooks", "billing", "failover")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best is kept)")
     parser.add_argument("--entries", type=int, default=20_000, help="audit: entries to append")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink or grow every input (state)")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.entries < 1:
-        parser.error("--repeat and --entries must be at least 1")
+    if args.repeat < 1 or args.entries < 1 or not 0 < args.scale <= 10:
+        parser.error("--repeat and --entries must be at least 1, --scale in (0, 10]")
     if args.area not in AREAS:
         print(f"peers.py: area {args.area!r} has no comparison yet; available: {', '.join(AREAS)}", file=sys.stderr)
         return 2

@@ -132,6 +132,10 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
         ))
         .into());
     }
+    // The common JSON types first, most frequent first.
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_owned()));
+    }
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -159,11 +163,8 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
                 BindingError::value(format!("{what}: {v} is not a finite number")).into()
             });
     }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
-    }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = serde_json::Map::new();
+        let mut entries = Vec::with_capacity(d.len());
         for (k, v) in d.iter() {
             let Ok(key) = k.cast::<PyString>() else {
                 return Err(BindingError::type_error(format!(
@@ -172,17 +173,25 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
                 ))
                 .into());
             };
-            map.insert(
+            entries.push((
                 key.to_str()?.to_owned(),
                 json_from_py_at(&v, what, depth + 1)?,
-            );
+            ));
         }
-        return Ok(Value::Object(map));
+        // Building the ordered map from all entries at once beats inserting one by one.
+        return Ok(Value::Object(entries.into_iter().collect()));
     }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        let items = obj
-            .try_iter()?
-            .map(|item| json_from_py_at(&item?, what, depth + 1))
+    if let Ok(list) = obj.cast::<PyList>() {
+        let items = list
+            .iter()
+            .map(|item| json_from_py_at(&item, what, depth + 1))
+            .collect::<PyResult<Vec<_>>>()?;
+        return Ok(Value::Array(items));
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        let items = tuple
+            .iter()
+            .map(|item| json_from_py_at(&item, what, depth + 1))
             .collect::<PyResult<Vec<_>>>()?;
         return Ok(Value::Array(items));
     }

@@ -55,7 +55,10 @@ impl SemanticEquality {
         })
     }
     fn __repr__(&self) -> String {
-        format!("SemanticEquality(ignore={:?}, unordered={:?})", self.ignore, self.unordered)
+        format!(
+            "SemanticEquality(ignore={:?}, unordered={:?})",
+            self.ignore, self.unordered
+        )
     }
 }
 
@@ -89,7 +92,11 @@ impl ThresholdBased {
         })
     }
     fn __repr__(&self) -> String {
-        format!("ThresholdBased(tolerances={:?}, relative={})", self.tolerances, if self.relative { "True" } else { "False" })
+        format!(
+            "ThresholdBased(tolerances={:?}, relative={})",
+            self.tolerances,
+            if self.relative { "True" } else { "False" }
+        )
     }
 }
 
@@ -107,14 +114,24 @@ impl DriftStrategy for PythonStrategy {
         &self.name
     }
 
-    fn compare(&self, desired: &Value, actual: &Value) -> Result<Vec<core::DriftChange>, StateError> {
+    fn compare(
+        &self,
+        desired: &Value,
+        actual: &Value,
+    ) -> Result<Vec<core::DriftChange>, StateError> {
         Python::attach(|py| {
             let failed = |e: PyErr| StateError::DriftStrategy {
                 message: format!("{}: {e}", self.name),
             };
             let result = self
                 .callable
-                .call1(py, (json_to_py(py, desired).map_err(failed)?, json_to_py(py, actual).map_err(failed)?))
+                .call1(
+                    py,
+                    (
+                        json_to_py(py, desired).map_err(failed)?,
+                        json_to_py(py, actual).map_err(failed)?,
+                    ),
+                )
                 .map_err(failed)?;
             let mut changes = Vec::new();
             for item in result.bind(py).try_iter().map_err(failed)? {
@@ -137,7 +154,9 @@ fn kind_arg(name: &str) -> BindingResult<ChangeKind> {
 }
 
 fn optional_json(obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Value>> {
-    obj.filter(|o| !o.is_none()).map(|o| json_from_py(&o, "drift value")).transpose()
+    obj.filter(|o| !o.is_none())
+        .map(|o| json_from_py(&o, "drift value"))
+        .transpose()
 }
 
 fn change_from_py(item: &Bound<'_, PyAny>) -> PyResult<core::DriftChange> {
@@ -152,13 +171,25 @@ fn change_from_py(item: &Bound<'_, PyAny>) -> PyResult<core::DriftChange> {
             ))
             .into());
         }
-        (t.get_item(0)?, t.get_item(1)?, Some(t.get_item(2)?), Some(t.get_item(3)?))
+        (
+            t.get_item(0)?,
+            t.get_item(1)?,
+            Some(t.get_item(2)?),
+            Some(t.get_item(3)?),
+        )
     } else if let Ok(d) = item.cast::<PyDict>() {
         let get = |k: &str| d.get_item(k);
         let required = |k: &str| -> PyResult<Bound<'_, PyAny>> {
-            get(k)?.ok_or_else(|| BindingError::type_error(format!("a change dict needs {k:?}")).into())
+            get(k)?.ok_or_else(|| {
+                BindingError::type_error(format!("a change dict needs {k:?}")).into()
+            })
         };
-        (required("path")?, required("kind")?, get("desired")?, get("actual")?)
+        (
+            required("path")?,
+            required("kind")?,
+            get("desired")?,
+            get("actual")?,
+        )
     } else {
         return Err(BindingError::type_error(format!(
             "a drift strategy must yield DriftChange, tuple or dict items, got {}",
@@ -166,8 +197,16 @@ fn change_from_py(item: &Bound<'_, PyAny>) -> PyResult<core::DriftChange> {
         ))
         .into());
     };
-    let path: String = path.cast::<PyString>().map_err(|_| BindingError::type_error("a change path must be a str"))?.to_str()?.to_owned();
-    let kind = kind_arg(kind.cast::<PyString>().map_err(|_| BindingError::type_error("a change kind must be a str"))?.to_str()?)?;
+    let path: String = path
+        .cast::<PyString>()
+        .map_err(|_| BindingError::type_error("a change path must be a str"))?
+        .to_str()?
+        .to_owned();
+    let kind = kind_arg(
+        kind.cast::<PyString>()
+            .map_err(|_| BindingError::type_error("a change kind must be a str"))?
+            .to_str()?,
+    )?;
     Ok(core::DriftChange {
         path,
         kind,
@@ -214,7 +253,12 @@ pub struct DriftChange {
 impl DriftChange {
     #[new]
     #[pyo3(signature = (path, kind, desired = None, actual = None))]
-    fn new(path: String, kind: &str, desired: Option<Bound<'_, PyAny>>, actual: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        path: String,
+        kind: &str,
+        desired: Option<Bound<'_, PyAny>>,
+        actual: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         Ok(Self {
             inner: core::DriftChange {
                 path,
@@ -237,18 +281,31 @@ impl DriftChange {
     /// The desired value (None when added).
     #[getter]
     fn desired<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner.desired.as_ref().map(|v| json_to_py(py, v)).transpose()
+        self.inner
+            .desired
+            .as_ref()
+            .map(|v| json_to_py(py, v))
+            .transpose()
     }
     /// The actual value (None when removed).
     #[getter]
     fn actual<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner.actual.as_ref().map(|v| json_to_py(py, v)).transpose()
+        self.inner
+            .actual
+            .as_ref()
+            .map(|v| json_to_py(py, v))
+            .transpose()
     }
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<DriftChange>().is_ok_and(|o| o.get().inner == self.inner)
+        other
+            .cast::<DriftChange>()
+            .is_ok_and(|o| o.get().inner == self.inner)
     }
     fn __repr__(&self) -> String {
-        let show = |v: &Option<Value>| v.as_ref().map_or_else(|| "None".to_owned(), Value::to_string);
+        let show = |v: &Option<Value>| {
+            v.as_ref()
+                .map_or_else(|| "None".to_owned(), Value::to_string)
+        };
         format!(
             "DriftChange(path={:?}, kind={:?}, desired={}, actual={})",
             self.inner.path,
@@ -336,7 +393,12 @@ impl DriftDetector {
     }
 
     /// Compares one desired document with its actual counterpart (both dicts).
-    fn detect(&self, py: Python<'_>, desired: &Bound<'_, PyDict>, actual: &Bound<'_, PyDict>) -> PyResult<DriftReport> {
+    fn detect(
+        &self,
+        py: Python<'_>,
+        desired: &Bound<'_, PyDict>,
+        actual: &Bound<'_, PyDict>,
+    ) -> PyResult<DriftReport> {
         let desired = json_from_py(desired.as_any(), "desired")?;
         let actual = json_from_py(actual.as_any(), "actual")?;
         let report = detached(py, || self.inner.detect(&desired, &actual))?;
@@ -344,10 +406,19 @@ impl DriftDetector {
     }
 
     /// Compares many `(desired, actual)` pairs in one call; reports come back in order.
-    fn detect_many(&self, py: Python<'_>, pairs: Vec<(Bound<'_, PyDict>, Bound<'_, PyDict>)>) -> PyResult<Vec<DriftReport>> {
+    fn detect_many(
+        &self,
+        py: Python<'_>,
+        pairs: Vec<(Bound<'_, PyDict>, Bound<'_, PyDict>)>,
+    ) -> PyResult<Vec<DriftReport>> {
         let values = pairs
             .iter()
-            .map(|(d, a)| Ok((json_from_py(d.as_any(), "desired")?, json_from_py(a.as_any(), "actual")?)))
+            .map(|(d, a)| {
+                Ok((
+                    json_from_py(d.as_any(), "desired")?,
+                    json_from_py(a.as_any(), "actual")?,
+                ))
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let reports = detached(py, || {
             values

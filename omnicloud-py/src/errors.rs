@@ -210,7 +210,11 @@ fn classify_state(err: &StateError) -> (&'static str, Vec<(&'static str, Field)>
     use Field::{List, Number, Text};
     let id = |id: &String| ("resource_id", Text(id.clone()));
     match err {
-        StateError::InvalidTransition { resource_id, from, to } => (
+        StateError::InvalidTransition {
+            resource_id,
+            from,
+            to,
+        } => (
             "InvalidTransitionError",
             vec![
                 id(resource_id),
@@ -220,34 +224,66 @@ fn classify_state(err: &StateError) -> (&'static str, Vec<(&'static str, Field)>
         ),
         StateError::UnknownState { name } => (
             "ValidationError",
-            vec![("field", Text("state".into())), ("value", Text(name.clone()))],
+            vec![
+                ("field", Text("state".into())),
+                ("value", Text(name.clone())),
+            ],
         ),
-        StateError::UnknownResource { resource_id } => ("UnknownResourceError", vec![id(resource_id)]),
-        StateError::DuplicateResource { resource_id } => ("DuplicateResourceError", vec![id(resource_id)]),
-        StateError::DependencyCycle { cycle } => ("DependencyCycleError", vec![("cycle", List(cycle.clone()))]),
-        StateError::UnknownDependency { resource_id, dependency } => (
+        StateError::UnknownResource { resource_id } => {
+            ("UnknownResourceError", vec![id(resource_id)])
+        }
+        StateError::DuplicateResource { resource_id } => {
+            ("DuplicateResourceError", vec![id(resource_id)])
+        }
+        StateError::DependencyCycle { cycle } => {
+            ("DependencyCycleError", vec![("cycle", List(cycle.clone()))])
+        }
+        StateError::UnknownDependency {
+            resource_id,
+            dependency,
+        } => (
             "UnknownDependencyError",
             vec![id(resource_id), ("dependency", Text(dependency.clone()))],
         ),
-        StateError::HasDependents { resource_id, dependents } => (
+        StateError::HasDependents {
+            resource_id,
+            dependents,
+        } => (
             "HasDependentsError",
             vec![id(resource_id), ("dependents", List(dependents.clone()))],
         ),
-        StateError::Conflict { resource_id, expected, found } => (
+        StateError::Conflict {
+            resource_id,
+            expected,
+            found,
+        } => (
             "ConflictError",
-            vec![id(resource_id), ("expected", Number(*expected)), ("found", Number(*found))],
+            vec![
+                id(resource_id),
+                ("expected", Number(*expected)),
+                ("found", Number(*found)),
+            ],
         ),
         StateError::LineageMismatch { store, writer } => (
             "LineageMismatchError",
-            vec![("store_lineage", Text(store.clone())), ("writer_lineage", Text(writer.clone()))],
+            vec![
+                ("store_lineage", Text(store.clone())),
+                ("writer_lineage", Text(writer.clone())),
+            ],
         ),
         StateError::InvalidResource { resource_id, .. } => (
             "ValidationError",
-            vec![("field", Text("resource".into())), ("value", Text(resource_id.clone()))],
+            vec![
+                ("field", Text("resource".into())),
+                ("value", Text(resource_id.clone())),
+            ],
         ),
         StateError::InvalidDriftRule { rule, .. } => (
             "ValidationError",
-            vec![("field", Text("drift rule".into())), ("value", Text(rule.clone()))],
+            vec![
+                ("field", Text("drift rule".into())),
+                ("value", Text(rule.clone())),
+            ],
         ),
         StateError::DriftStrategy { .. } => ("DriftStrategyError", vec![]),
         _ => ("OmniCloudError", vec![]),
@@ -260,15 +296,20 @@ fn classify_snapshot(err: &SnapshotError) -> (&'static str, Vec<(&'static str, F
         SnapshotError::Directory { path, .. } | SnapshotError::Io { path, .. } => {
             ("SnapshotError", vec![("path", path_text(path))])
         }
-        SnapshotError::UnknownSnapshot { snapshot_id } => {
-            ("UnknownSnapshotError", vec![("snapshot_id", Text(snapshot_id.clone()))])
-        }
-        SnapshotError::Corrupt { snapshot_id, .. } => {
-            ("SnapshotCorruptError", vec![("snapshot_id", Text(snapshot_id.clone()))])
-        }
+        SnapshotError::UnknownSnapshot { snapshot_id } => (
+            "UnknownSnapshotError",
+            vec![("snapshot_id", Text(snapshot_id.clone()))],
+        ),
+        SnapshotError::Corrupt { snapshot_id, .. } => (
+            "SnapshotCorruptError",
+            vec![("snapshot_id", Text(snapshot_id.clone()))],
+        ),
         SnapshotError::InvalidId { snapshot_id } => (
             "ValidationError",
-            vec![("field", Text("snapshot id".into())), ("value", Text(snapshot_id.clone()))],
+            vec![
+                ("field", Text("snapshot id".into())),
+                ("value", Text(snapshot_id.clone())),
+            ],
         ),
         _ => ("SnapshotError", vec![]),
     }

@@ -4,6 +4,10 @@
 //! checked in [`convert`], work runs through the one [`gateway`] (GIL released, panics
 //! contained), and errors become Python exceptions in one place, [`errors`].
 
+// PyO3 extracts arguments into owned values (Vec, PathBuf, Bound); taking them by value is
+// how a #[pymethods] signature says "extract this", not a needless copy.
+#![allow(clippy::needless_pass_by_value)]
+
 mod audit;
 mod clock;
 mod convert;
@@ -37,19 +41,21 @@ mod _omnicloud {
     #[pymodule_export]
     use super::clock::{ManualClock, SystemClock};
     #[pymodule_export]
+    use super::drift::{
+        DriftChange, DriftDetector, DriftReport, ExactMatch, SemanticEquality, ThresholdBased,
+    };
+    #[pymodule_export]
     use super::events::{Event, EventBus};
     #[pymodule_export]
     use super::money::{Currency, Money};
     #[pymodule_export]
-    use super::store::Store;
-    #[pymodule_export]
-    use super::tenancy::{Tenant, TenantRegistry};
-    #[pymodule_export]
-    use super::drift::{DriftChange, DriftDetector, DriftReport, ExactMatch, SemanticEquality, ThresholdBased};
-    #[pymodule_export]
     use super::snapshot::{SnapshotInfo, SnapshotManager};
     #[pymodule_export]
     use super::state::{DependencyResolver, Resource, StateMachine, StateManager, Transition};
+    #[pymodule_export]
+    use super::store::Store;
+    #[pymodule_export]
+    use super::tenancy::{Tenant, TenantRegistry};
 
     use pyo3::prelude::*;
 

@@ -63,7 +63,9 @@ impl SnapshotInfo {
         &self.inner.payload_sha256
     }
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<SnapshotInfo>().is_ok_and(|o| o.get().inner == self.inner)
+        other
+            .cast::<SnapshotInfo>()
+            .is_ok_and(|o| o.get().inner == self.inner)
     }
     fn __repr__(&self) -> String {
         format!(
@@ -115,7 +117,9 @@ impl SnapshotManager {
             resources: resources.iter().map(|r| Arc::clone(&r.inner)).collect(),
         };
         let at = self.clock.now();
-        Ok(SnapshotInfo::wrap(detached(py, || self.inner.create(&export, at))?))
+        Ok(SnapshotInfo::wrap(detached(py, || {
+            self.inner.create(&export, at)
+        })?))
     }
 
     /// The resources of a snapshot, verified completely before anything is returned.
@@ -126,7 +130,9 @@ impl SnapshotManager {
 
     /// Checks a snapshot completely; raises SnapshotCorruptError if it is damaged.
     fn verify(&self, py: Python<'_>, snapshot_id: &str) -> PyResult<SnapshotInfo> {
-        Ok(SnapshotInfo::wrap(detached(py, || self.inner.verify(snapshot_id))?))
+        Ok(SnapshotInfo::wrap(detached(py, || {
+            self.inner.verify(snapshot_id)
+        })?))
     }
 
     /// Snapshots with a readable header, oldest first.
@@ -151,6 +157,9 @@ impl SnapshotManager {
     }
 
     fn __repr__(&self) -> String {
-        format!("SnapshotManager({:?})", self.inner.directory().display().to_string())
+        format!(
+            "SnapshotManager({:?})",
+            self.inner.directory().display().to_string()
+        )
     }
 }

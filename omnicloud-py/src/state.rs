@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use omnicloud_core::state::{self as core, ResourceState, StateMachine as CoreMachine};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PySet, PyString};
 
 use crate::clock::clock_arg;
 use crate::convert::{json_from_py, json_to_py, py_enum, repr_opt};
@@ -118,7 +118,11 @@ impl Resource {
     /// Actual configuration as last reported, or None.
     #[getter]
     fn actual<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner.actual.as_ref().map(|a| json_to_py(py, a)).transpose()
+        self.inner
+            .actual
+            .as_ref()
+            .map(|a| json_to_py(py, a))
+            .transpose()
     }
     /// Version in its store (0 until stored).
     #[getter]
@@ -173,6 +177,7 @@ impl Transition {
     }
     /// The state it left.
     #[getter]
+    #[allow(clippy::wrong_self_convention)] // a Python property named like the field, not a constructor
     fn from_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         state_out(py, self.inner.from)
     }
@@ -257,6 +262,9 @@ impl StateMachine {
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct DependencyResolver {
     inner: RwLock<core::DependencyResolver>,
+    /// Python strings of resource ids by graph slot, made once and shared by every answer
+    /// (their hashes are cached too); cleared when a removal may reuse slots.
+    names: Mutex<Vec<Option<Py<PyString>>>>,
 }
 
 impl DependencyResolver {
@@ -266,6 +274,9 @@ impl DependencyResolver {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, core::DependencyResolver> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
+    fn names(&self) -> std::sync::MutexGuard<'_, Vec<Option<Py<PyString>>>> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[pymethods]
@@ -274,6 +285,7 @@ impl DependencyResolver {
     fn new() -> Self {
         Self {
             inner: RwLock::new(core::DependencyResolver::new()),
+            names: Mutex::new(Vec::new()),
         }
     }
 
@@ -301,19 +313,37 @@ impl DependencyResolver {
     fn set_dependencies(&self, id: &str, depends_on: Vec<String>) -> PyResult<()> {
         self.write()
             .set_dependencies(id, &depends_on)
-            .map_err(|e| BindingError::from(e).into())
+            .map_err(BindingError::from)?;
+        // Rewiring can drop placeholder nodes, freeing slots.
+        self.names().clear();
+        Ok(())
     }
 
     /// Removes a resource; refused while others depend on it.
     fn remove(&self, id: &str) -> PyResult<()> {
-        self.write()
-            .remove(id)
-            .map_err(|e| BindingError::from(e).into())
+        self.write().remove(id).map_err(BindingError::from)?;
+        self.names().clear();
+        Ok(())
     }
 
     /// Every resource, dependencies first, ties by id.
-    fn topological_order(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        detached(py, || self.read().topological_order())
+    fn topological_order<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut slots: Vec<usize> = Vec::new();
+        let graph = self.read();
+        let mut names = self.names();
+        // The ordering itself runs without the GIL; the ids become (cached) Python strings after.
+        let mut ids: Vec<&str> = Vec::new();
+        detached(py, || {
+            graph.for_each_in_order(|slot, id| {
+                slots.push(slot);
+                ids.push(id);
+            })
+        })?;
+        let list = PyList::empty(py);
+        for (slot, id) in slots.into_iter().zip(ids) {
+            list.append(cached_name(&mut names, py, slot, id))?;
+        }
+        Ok(list)
     }
 
     /// The waves that can run in parallel.
@@ -337,9 +367,23 @@ impl DependencyResolver {
     }
 
     /// Everything that transitively depends on `id`.
-    fn impact(&self, py: Python<'_>, id: &str) -> PyResult<HashSet<String>> {
-        let ids = detached(py, || self.read().impact(id))?;
-        Ok(ids.into_iter().collect())
+    fn impact<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PySet>> {
+        let set = PySet::empty(py)?;
+        let mut failed = None;
+        let mut names = self.names();
+        self.read()
+            .for_each_impacted(id, |slot, found| {
+                if failed.is_none()
+                    && let Err(e) = set.add(cached_name(&mut names, py, slot, found))
+                {
+                    failed = Some(e);
+                }
+            })
+            .map_err(BindingError::from)?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(set),
+        }
     }
 
     /// Everything `id` transitively depends on.
@@ -375,6 +419,22 @@ impl DependencyResolver {
     }
 }
 
+/// The Python string for a graph slot, made on first use.
+fn cached_name<'py>(
+    names: &mut Vec<Option<Py<PyString>>>,
+    py: Python<'py>,
+    slot: usize,
+    id: &str,
+) -> Bound<'py, PyString> {
+    if names.len() <= slot {
+        names.resize_with(slot + 1, || None);
+    }
+    names[slot]
+        .get_or_insert_with(|| PyString::new(py, id).unbind())
+        .bind(py)
+        .clone()
+}
+
 /// The state capability's facade: lifecycle, drift, dependencies and snapshots over a store.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct StateManager {
@@ -402,19 +462,20 @@ impl StateManager {
         let clock = clock_arg(clock)?;
         let bus = bus.map(|b| b.get().inner.clone()).unwrap_or_default();
         let store = store.map(|s| s.get().inner.clone());
-        let inner = detached(py, move || -> Result<core::StateManager, omnicloud_core::Error> {
-            let mut state: Arc<dyn core::StateStore> = match store {
-                Some(s) => Arc::new(core::SqliteStateStore::new(s)?),
-                None => Arc::new(core::InMemoryStateStore::new()),
-            };
-            if cache {
-                state = Arc::new(core::CachingStateStore::new(state));
-            }
-            let snapshots = snapshot_dir
-                .map(core::SnapshotManager::open)
-                .transpose()?;
-            core::StateManager::new(state, clock, bus, snapshots)
-        })?;
+        let inner = detached(
+            py,
+            move || -> Result<core::StateManager, omnicloud_core::Error> {
+                let mut state: Arc<dyn core::StateStore> = match store {
+                    Some(s) => Arc::new(core::SqliteStateStore::new(s)?),
+                    None => Arc::new(core::InMemoryStateStore::new()),
+                };
+                if cache {
+                    state = Arc::new(core::CachingStateStore::new(state));
+                }
+                let snapshots = snapshot_dir.map(core::SnapshotManager::open).transpose()?;
+                core::StateManager::new(state, clock, bus, snapshots)
+            },
+        )?;
         Ok(Self { inner })
     }
 
@@ -431,10 +492,17 @@ impl StateManager {
 
     /// Resources of a tenant and/or in a state, sorted by id.
     #[pyo3(signature = (tenant_id = None, state = None))]
-    fn list(&self, py: Python<'_>, tenant_id: Option<&str>, state: Option<&str>) -> PyResult<Vec<Resource>> {
+    fn list(
+        &self,
+        py: Python<'_>,
+        tenant_id: Option<&str>,
+        state: Option<&str>,
+    ) -> PyResult<Vec<Resource>> {
         let tenant = tenant_id.map(tenant_id_arg).transpose()?;
         let state = state.map(state_arg).transpose()?;
-        Ok(resources_out(detached(py, || self.inner.list(tenant.as_ref(), state))?))
+        Ok(resources_out(detached(py, || {
+            self.inner.list(tenant.as_ref(), state)
+        })?))
     }
 
     /// Moves a resource to `to`; raises InvalidTransitionError if the lifecycle forbids it.
@@ -448,19 +516,33 @@ impl StateManager {
     /// The resource's applied transitions, oldest first.
     fn history(&self, py: Python<'_>, id: &str) -> PyResult<Vec<Transition>> {
         let items = detached(py, || self.inner.history(id))?;
-        Ok(items.into_iter().map(|inner| Transition { inner }).collect())
+        Ok(items
+            .into_iter()
+            .map(|inner| Transition { inner })
+            .collect())
     }
 
     /// Records the resource's actual configuration.
-    fn report_actual(&self, py: Python<'_>, id: &str, actual: &Bound<'_, PyDict>) -> PyResult<Resource> {
+    fn report_actual(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        actual: &Bound<'_, PyDict>,
+    ) -> PyResult<Resource> {
         let actual = json_from_py(actual.as_any(), "actual")?;
-        Ok(Resource::wrap(detached(py, || self.inner.report_actual(id, &actual))?))
+        Ok(Resource::wrap(detached(py, || {
+            self.inner.report_actual(id, &actual)
+        })?))
     }
 
     /// Drift reports for resources whose reported actual configuration differs from their
     /// spec (semantic equality unless a strategy is given).
     #[pyo3(signature = (strategy = None))]
-    fn detect_drift(&self, py: Python<'_>, strategy: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<DriftReport>> {
+    fn detect_drift(
+        &self,
+        py: Python<'_>,
+        strategy: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<DriftReport>> {
         let strategy = strategy.map(strategy_arg).transpose()?;
         let reports = detached(py, || self.inner.detect_drift(strategy.as_deref()))?;
         Ok(reports.into_iter().map(DriftReport::wrap).collect())
@@ -489,7 +571,9 @@ impl StateManager {
 
     /// Everything that transitively depends on `id`.
     fn impact_of(&self, py: Python<'_>, id: &str) -> PyResult<HashSet<String>> {
-        Ok(detached(py, || self.inner.impact_of(id))?.into_iter().collect())
+        Ok(detached(py, || self.inner.impact_of(id))?
+            .into_iter()
+            .collect())
     }
 
     /// (direct dependencies, direct dependents) of `id`.
@@ -510,7 +594,9 @@ impl StateManager {
     /// Replaces the whole state with a snapshot's; another lineage needs `force=True`.
     #[pyo3(signature = (snapshot_id, force = false))]
     fn restore(&self, py: Python<'_>, snapshot_id: &str, force: bool) -> PyResult<Vec<Resource>> {
-        Ok(resources_out(detached(py, || self.inner.restore(snapshot_id, force))?))
+        Ok(resources_out(detached(py, || {
+            self.inner.restore(snapshot_id, force)
+        })?))
     }
 
     /// The state's lineage (fixed when the state was first created).

@@ -108,7 +108,7 @@ def test_tenants_and_state_share_one_database(wired: tuple[oc.StateManager, oc.A
 def test_drift_detection_with_actuals_reported_by_a_provider(wired: tuple[oc.StateManager, oc.AuditLog, oc.EventBus]) -> None:
     manager, _, _ = wired
     three_tier(manager)
-    provider_view = {
+    provider_view: dict[str, dict[str, object]] = {
         "db": {"engine": "pg", "size": 100.0, "maintenance": None},
         "app": {"replicas": 2},
         "lb": {"listeners": [443]},

@@ -595,6 +595,6 @@ def test_concurrent_transitions_never_skip_the_table(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    for t in m.history("db"):
-        assert t.to_state in TABLE[t.from_state]
+    for applied in m.history("db"):
+        assert applied.to_state in TABLE[applied.from_state]
     assert outcomes.count("ok") == len(m.history("db")) - 2

@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use petgraph::Direction::{Incoming, Outgoing};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::NodeIndexable;
 
 use crate::error::StateError;
 use crate::ids::{IdKind, validate_id};
@@ -254,18 +255,42 @@ impl DependencyResolver {
         id: &str,
         direction: petgraph::Direction,
     ) -> Result<Vec<String>, StateError> {
+        let mut ids = Vec::new();
+        self.visit_reachable(id, direction, |_, found| ids.push(found.to_owned()))?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Impact analysis without collecting: calls `visit(slot, id)` for everything that depends
+    /// on `id`, in breadth-first order. `slot` is a small number identifying the resource until
+    /// the next [`DependencyResolver::remove`] (callers may cache per-resource data by it).
+    pub fn for_each_impacted<'a>(
+        &'a self,
+        id: &str,
+        visit: impl FnMut(usize, &'a str),
+    ) -> Result<(), StateError> {
+        self.visit_reachable(id, Outgoing, visit)
+    }
+
+    fn visit_reachable<'a>(
+        &'a self,
+        id: &str,
+        direction: petgraph::Direction,
+        mut visit: impl FnMut(usize, &'a str),
+    ) -> Result<(), StateError> {
         let start = self.declared_node(id).ok_or_else(|| unknown(id))?;
-        let mut seen: HashSet<NodeIndex> = HashSet::from([start]);
+        let mut seen = vec![false; self.graph.node_bound()];
+        seen[start.index()] = true;
         let mut queue = VecDeque::from([start]);
         while let Some(n) = queue.pop_front() {
             for next in self.graph.neighbors_directed(n, direction) {
-                if seen.insert(next) {
+                if !std::mem::replace(&mut seen[next.index()], true) {
+                    visit(next.index(), &self.graph[next].id);
                     queue.push_back(next);
                 }
             }
         }
-        seen.remove(&start);
-        Ok(self.sorted_ids(seen.into_iter()))
+        Ok(())
     }
 
     /// Fails on the first unknown dependency (smallest dependent, then smallest dependency).
@@ -332,32 +357,55 @@ impl DependencyResolver {
     /// Every resource, dependencies first; among resources whose dependencies are all placed,
     /// the smallest id comes first. Fails on unknown dependencies and on cycles.
     pub fn topological_order(&self) -> Result<Vec<String>, StateError> {
+        let mut order = Vec::with_capacity(self.graph.node_count());
+        self.for_each_in_order(|_, id| order.push(id.to_owned()))?;
+        Ok(order)
+    }
+
+    /// [`DependencyResolver::topological_order`] without collecting: calls `visit(slot, id)` in
+    /// order (see [`DependencyResolver::for_each_impacted`] for slots). Nothing is visited if
+    /// the graph has unknown dependencies or a cycle.
+    pub fn for_each_in_order<'a>(
+        &'a self,
+        mut visit: impl FnMut(usize, &'a str),
+    ) -> Result<(), StateError> {
         self.check_complete()?;
-        let mut indegree: HashMap<NodeIndex, usize> =
-            HashMap::with_capacity(self.graph.node_count());
-        let mut ready: BinaryHeap<Reverse<(&str, NodeIndex)>> = BinaryHeap::new();
-        for n in self.graph.node_indices() {
-            let d = self.graph.neighbors_directed(n, Incoming).count();
-            indegree.insert(n, d);
+        // Rank nodes by id once, so the ready queue compares integers, not strings.
+        let bound = self.graph.node_bound();
+        let mut by_id: Vec<NodeIndex> = self.graph.node_indices().collect();
+        by_id.sort_unstable_by(|a, b| self.graph[*a].id.cmp(&self.graph[*b].id));
+        let mut rank = vec![0u32; bound];
+        for (r, n) in by_id.iter().enumerate() {
+            rank[n.index()] = r as u32;
+        }
+        let mut indegree = vec![0u32; bound];
+        let mut ready: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
+        for &n in &by_id {
+            let d = self.graph.neighbors_directed(n, Incoming).count() as u32;
+            indegree[n.index()] = d;
             if d == 0 {
-                ready.push(Reverse((self.graph[n].id.as_str(), n)));
+                ready.push(Reverse(rank[n.index()]));
             }
         }
-        let mut order = Vec::with_capacity(self.graph.node_count());
-        while let Some(Reverse((id, n))) = ready.pop() {
-            order.push(id.to_owned());
+        let mut order = Vec::with_capacity(by_id.len());
+        while let Some(Reverse(r)) = ready.pop() {
+            let n = by_id[r as usize];
+            order.push(n);
             for m in self.graph.neighbors_directed(n, Outgoing) {
-                let d = indegree.entry(m).or_default();
+                let d = &mut indegree[m.index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.push(Reverse((self.graph[m].id.as_str(), m)));
+                    ready.push(Reverse(rank[m.index()]));
                 }
             }
         }
-        if order.len() < self.graph.node_count() {
+        if order.len() < by_id.len() {
             return Err(self.first_cycle_error());
         }
-        Ok(order)
+        for n in order {
+            visit(n.index(), &self.graph[n].id);
+        }
+        Ok(())
     }
 
     /// The order to tear resources down in: dependents before their dependencies.

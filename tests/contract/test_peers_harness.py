@@ -1,0 +1,39 @@
+"""The side-by-side harness (benches/peers.py) runs and prints the promised JSON shape.
+
+Tiny inputs: this checks the harness, not the figures (those come from full runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PEERS = Path(__file__).resolve().parents[2] / "benches" / "peers.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(PEERS), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help() -> None:
+    out = run("--help")
+    assert out.returncode == 0 and "audit" in out.stdout and "state" in out.stdout
+
+
+@pytest.mark.parametrize(("area", "extra"), [("audit", ["--entries", "50"]), ("state", ["--scale", "0.001"])])
+def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:
+    out = run(area, "--json", "--repeat", "1", *extra)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["area"] == area and report["sizes"]
+    for c in report["comparisons"]:
+        assert c["ours_s"] > 0 and c["peer_s"] > 0
+        assert c["ratio"] == pytest.approx(c["peer_s"] / c["ours_s"], rel=0.05, abs=0.01)
+
+
+def test_areas_not_built_yet_say_so() -> None:
+    out = run("billing", "--json")
+    assert out.returncode == 2 and "no comparison yet" in out.stderr
