@@ -12,6 +12,9 @@ use omnicloud_core::clock::{SharedClock, SystemClock};
 use omnicloud_core::error::StoreError;
 use omnicloud_core::events::EventBus;
 use omnicloud_core::ids::TenantId;
+use omnicloud_core::state::{
+    Resource, ResourceState, SnapshotManager, SqliteStateStore, StateManager,
+};
 use omnicloud_core::store::Store;
 use omnicloud_core::tenancy::{Tenant, TenantRegistry};
 
@@ -102,7 +105,7 @@ pub fn run(
     )?;
 
     // Tenancy.
-    let tenants = TenantRegistry::new(store, clock.clone(), bus);
+    let tenants = TenantRegistry::new(store.clone(), clock.clone(), bus.clone());
     for (id, name, currency) in [
         ("acme", "Acme Corp", "USD"),
         ("globex", "Globex GmbH", "EUR"),
@@ -126,6 +129,108 @@ pub fn run(
         t.line("tenants", format!("refused as expected: {err}"))?;
     }
 
+    // State: a three-tier service rolled out in dependency order, drift, a snapshot.
+    let acme = tenant_id("acme")?;
+    let state = StateManager::new(
+        Arc::new(SqliteStateStore::new(store)?),
+        clock.clone(),
+        bus,
+        Some(SnapshotManager::open(snapshot_dir(db)).map_err(omnicloud_core::Error::from)?),
+    )?;
+    for (id, kind, spec, deps) in [
+        (
+            "lb",
+            "load_balancer",
+            serde_json::json!({"listeners": [443]}),
+            vec!["app"],
+        ),
+        (
+            "app",
+            "app_server",
+            serde_json::json!({"replicas": 3}),
+            vec!["db"],
+        ),
+        (
+            "db",
+            "database",
+            serde_json::json!({"engine": "postgres", "size_gb": 100}),
+            vec![],
+        ),
+    ] {
+        let resource =
+            Resource::new(id, acme.clone(), kind, "eu-west-1", spec)?.with_dependencies(deps)?;
+        state.register(resource)?;
+    }
+    t.line(
+        "state",
+        "registered lb -> app -> db for acme (in reverse dependency order)",
+    )?;
+    let order = state.dependency_order(Some(&acme))?;
+    t.line("state", format!("rollout order: {}", order.join(", ")))?;
+    for id in &order {
+        state.transition(id, ResourceState::Provisioning, "rollout")?;
+        state.transition(id, ResourceState::Active, "health checks pass")?;
+        t.line("state", format!("{id}: pending -> provisioning -> active"))?;
+    }
+    if let Err(err) = state.transition("db", ResourceState::Pending, "undo") {
+        t.line("state", format!("refused as expected: {err}"))?;
+    }
+    state.register(
+        Resource::new(
+            "web",
+            acme.clone(),
+            "app_server",
+            "eu-west-1",
+            serde_json::json!({}),
+        )?
+        .with_dependencies(["edge"])?,
+    )?;
+    let edge = Resource::new("edge", acme, "cdn", "global", serde_json::json!({}))?
+        .with_dependencies(["web"])?;
+    if let Err(err) = state.register(edge) {
+        t.line("state", format!("refused as expected: {err}"))?;
+    }
+    state.report_actual("app", &serde_json::json!({"replicas": 2}))?;
+    for report in state.detect_drift(None)? {
+        for change in &report.changes {
+            t.line(
+                "drift",
+                format!(
+                    "{}{} {}: desired {} actual {}",
+                    report.resource_id.as_deref().unwrap_or("?"),
+                    change.path,
+                    change.kind.as_str(),
+                    change
+                        .desired
+                        .as_ref()
+                        .map_or("-".into(), ToString::to_string),
+                    change
+                        .actual
+                        .as_ref()
+                        .map_or("-".into(), ToString::to_string)
+                ),
+            )?;
+        }
+    }
+    t.line(
+        "state",
+        format!("impact of db: {}", state.impact_of("db")?.join(", ")),
+    )?;
+    let snap = state.snapshot()?;
+    let snapshots = state
+        .snapshot_manager()
+        .ok_or_else(|| DemoError::Refused("no snapshots".into()))?;
+    snapshots
+        .verify(&snap.id)
+        .map_err(omnicloud_core::Error::from)?;
+    t.line(
+        "snapshot",
+        format!(
+            "{} holds {} resources in {} bytes (zstd), checksum verified",
+            snap.id, snap.resource_count, snap.payload_bytes
+        ),
+    )?;
+
     // Audit trail.
     audit.append(
         AuditRecord::new("alice@acme.example", "policy.reviewed")
@@ -141,8 +246,15 @@ pub fn run(
         tenant_id: Some(tenant_id("acme")?),
         ..AuditQuery::default()
     })?;
-    let actions: Vec<&str> = acme.iter().map(|e| e.action.as_str()).collect();
-    t.line("audit", format!("acme's trail: {}", actions.join(", ")))?;
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for e in &acme {
+        match counts.iter_mut().find(|(action, _)| *action == e.action) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&e.action, 1)),
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    t.line("audit", format!("acme's trail: {}", summary.join(", ")))?;
     let report = audit.verify()?;
     let head = audit.head()?;
     t.line(
@@ -204,6 +316,13 @@ fn tenant_id(id: &str) -> Result<TenantId, DemoError> {
     TenantId::new(id).map_err(|e| DemoError::Core(e.into()))
 }
 
+/// Where the demo keeps its snapshots: beside the database file.
+fn snapshot_dir(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".snapshots");
+    db.with_file_name(name)
+}
+
 fn tampered_copy_path(db: &Path) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(".tampered-copy");
@@ -229,6 +348,10 @@ fn prepare_file(db: &Path, owned: bool) -> Result<(), DemoError> {
     }
     if owned && db.is_file() {
         remove_database(db)?;
+        let snapshots = snapshot_dir(db);
+        if snapshots.is_dir() {
+            std::fs::remove_dir_all(snapshots)?;
+        }
         Ok(())
     } else {
         Err(DemoError::Refused(format!(
@@ -258,8 +381,13 @@ mod tests {
             "created acme (Acme Corp), billed in USD (2 minor units)",
             "created initech (Initech KK), billed in JPY (0 minor units)",
             "refused as expected: tenant \"acme\" already exists",
-            "acme's trail: tenant.created, policy.reviewed",
-            "chain intact: 4 entries",
+            "rollout order: db, app, lb",
+            "refused as expected: invalid transition for resource \"db\": active -> pending",
+            "refused as expected: dependency cycle: edge -> web -> edge",
+            "app/replicas changed: desired 3 actual 2",
+            "impact of db: app, lb",
+            "holds 4 resources",
+            "chain intact:",
             "copy: tampering detected at audit entry seq 2",
             "original still intact: yes",
         ] {
@@ -290,7 +418,7 @@ mod tests {
         for _ in 0..2 {
             let (result, text) = run_demo(&db, true);
             assert_eq!(result.expect("demo"), std::process::ExitCode::SUCCESS);
-            assert!(text.contains("chain intact: 4 entries"), "{text}");
+            assert!(text.contains("chain intact:"), "{text}");
         }
     }
 }
