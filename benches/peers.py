@@ -49,6 +49,25 @@ class Comparison:
     peer: str
 
 
+def compare(
+    name: str,
+    repeat: int,
+    ours: tuple[str, Callable[[], Any], Callable[[Any], object]],
+    peer: tuple[str, Callable[[], Any], Callable[[Any], object]],
+) -> Comparison:
+    """Times both sides (best of `repeat`, each run on fresh state from its setup)."""
+    ours_s = best_of(repeat, ours[1], ours[2])
+    peer_s = best_of(repeat, peer[1], peer[2])
+    return Comparison(
+        name=name,
+        ours_s=round(ours_s, 6),
+        peer_s=round(peer_s, 6),
+        ratio=round(peer_s / ours_s, 2),
+        ours=ours[0],
+        peer=peer[0],
+    )
+
+
 def best_of(repeat: int, setup: Callable[[], Any], run: Callable[[Any], object]) -> float:
     """The fastest of `repeat` timed runs, each on fresh state from `setup` (not timed)."""
     best = float("inf")
@@ -176,16 +195,12 @@ def compare_audit(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("verify chain", lambda: ours_filled, ours_verify, lambda: peer_filled, peer_verify),
     ]
     for name, ours_setup, ours_run, peer_setup, peer_run in pairs:
-        ours_s = best_of(args.repeat, ours_setup, ours_run)
-        peer_s = best_of(args.repeat, peer_setup, peer_run)
         results.append(
-            Comparison(
-                name=name,
-                ours_s=round(ours_s, 6),
-                peer_s=round(peer_s, 6),
-                ratio=round(peer_s / ours_s, 2),
-                ours="omnicloud.AuditLog",
-                peer="Python sqlite3 + hashlib + json",
+            compare(
+                name,
+                args.repeat,
+                ("omnicloud.AuditLog", ours_setup, ours_run),
+                ("Python sqlite3 + hashlib + json", peer_setup, peer_run),
             )
         )
     return {
@@ -319,18 +334,7 @@ def state_area(args: argparse.Namespace) -> dict[str, Any]:
     ]
     results = []
     for name, ours_setup, ours_run, peer_setup, peer_run, peer in pairs_run:
-        ours_s = best_of(args.repeat, ours_setup, ours_run)
-        peer_s = best_of(args.repeat, peer_setup, peer_run)
-        results.append(
-            Comparison(
-                name=name,
-                ours_s=round(ours_s, 6),
-                peer_s=round(peer_s, 6),
-                ratio=round(peer_s / ours_s, 2),
-                ours="omnicloud",
-                peer=peer,
-            )
-        )
+        results.append(compare(name, args.repeat, ("omnicloud", ours_setup, ours_run), (peer, peer_setup, peer_run)))
     shutil.rmtree(work, ignore_errors=True)
     return {
         "area": "state",

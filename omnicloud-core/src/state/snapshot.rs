@@ -467,6 +467,82 @@ mod tests {
         assert!(!dir.path().join(".tmp-snap-crashed").exists());
     }
 
+    /// Writes a snapshot file by hand: a valid header (checksum matching `payload`) around any
+    /// payload, to reach the checks behind the checksum.
+    fn forge(m: &SnapshotManager, id: &str, payload: &[u8], count: u64) {
+        let info = SnapshotInfo {
+            id: id.to_owned(),
+            created_at: at(0),
+            lineage: "l".into(),
+            serial: 0,
+            resource_count: count,
+            payload_bytes: payload.len() as u64,
+            payload_sha256: hex::encode(Sha256::digest(payload)),
+            format: 1,
+        };
+        let header = serde_json::to_vec(&info).expect("header");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(payload);
+        fs::write(m.path_of(id).expect("path"), bytes).expect("write");
+    }
+
+    #[test]
+    fn checks_behind_the_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = SnapshotManager::open(dir.path()).expect("open");
+        assert_eq!(m.directory(), dir.path());
+        let id = format!("snap-{}", generate_id());
+        forge(&m, &id, b"not zstd at all", 0);
+        assert!(
+            matches!(m.restore(&id), Err(SnapshotError::Corrupt { ref reason, .. }) if reason.contains("decompression"))
+        );
+        let not_json = zstd::encode_all(&b"{oops"[..], 1).expect("zstd");
+        forge(&m, &id, &not_json, 0);
+        assert!(
+            matches!(m.restore(&id), Err(SnapshotError::Corrupt { ref reason, .. }) if reason.contains("decode"))
+        );
+        let empty = zstd::encode_all(&b"[]"[..], 1).expect("zstd");
+        forge(&m, &id, &empty, 3);
+        assert!(
+            matches!(m.restore(&id), Err(SnapshotError::Corrupt { ref reason, .. }) if reason.contains("header says 3"))
+        );
+        // A file renamed to another id does not pass as that snapshot.
+        let other = format!("snap-{}", generate_id());
+        fs::copy(m.path_of(&id).expect("p"), m.path_of(&other).expect("p")).expect("copy");
+        assert!(
+            matches!(m.verify(&other), Err(SnapshotError::Corrupt { ref reason, .. }) if reason.contains("header names"))
+        );
+        // An implausible header length and a bad magic.
+        let mut bad = MAGIC.to_vec();
+        bad.extend_from_slice(&u32::MAX.to_le_bytes());
+        fs::write(m.path_of(&other).expect("p"), &bad).expect("write");
+        assert!(m.verify(&other).is_err());
+        fs::write(m.path_of(&other).expect("p"), b"NOTSNAP!xxxx").expect("write");
+        assert!(m.verify(&other).is_err());
+        // Foreign files in the directory are not listed.
+        fs::write(dir.path().join("notes.txt"), b"hello").expect("write");
+        let listed: Vec<String> = m.list().expect("list").into_iter().map(|i| i.id).collect();
+        assert_eq!(listed, vec![id]);
+    }
+
+    #[test]
+    fn latest_good_skips_a_damaged_newest_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = SnapshotManager::open(dir.path()).expect("open");
+        let older = m.create(&export(5), at(0)).expect("older");
+        let newer = m.create(&export(5), at(10)).expect("newer");
+        let path = m.path_of(&newer.id).expect("path");
+        let mut bytes = fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).expect("write");
+        assert_eq!(m.latest_good().expect("latest"), Some(older.clone()));
+        m.delete(&newer.id).expect("delete");
+        assert_eq!(m.list().expect("list"), vec![older]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]

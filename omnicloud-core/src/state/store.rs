@@ -287,6 +287,17 @@ impl SqliteStateStore {
         Ok(Self { store })
     }
 
+    /// The state's (lineage, serial).
+    fn meta(&self) -> Result<(String, u64)> {
+        Ok(self.store.read(|c| {
+            c.query_row(
+                "SELECT lineage, serial FROM state_meta WHERE singleton = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })?)
+    }
+
     fn decode(&self, body: &str) -> Result<Arc<Resource>> {
         serde_json::from_str::<Resource>(body)
             .map(Arc::new)
@@ -317,23 +328,11 @@ impl SqliteStateStore {
 
 impl StateStore for SqliteStateStore {
     fn lineage(&self) -> Result<String> {
-        Ok(self.store.read(|c| {
-            c.query_row(
-                "SELECT lineage FROM state_meta WHERE singleton = 1",
-                [],
-                |r| r.get(0),
-            )
-        })?)
+        Ok(self.meta()?.0)
     }
 
     fn serial(&self) -> Result<u64> {
-        Ok(self.store.read(|c| {
-            c.query_row(
-                "SELECT serial FROM state_meta WHERE singleton = 1",
-                [],
-                |r| r.get(0),
-            )
-        })?)
+        Ok(self.meta()?.1)
     }
 
     fn get(&self, id: &str) -> Result<Option<Arc<Resource>>> {
