@@ -287,6 +287,39 @@ impl SqliteStateStore {
         Ok(Self { store })
     }
 
+    /// The stored serial of a resource inside a write, or `None` if absent.
+    fn stored_serial(&self, tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<u64>> {
+        Ok(tx
+            .prepare_cached("SELECT serial FROM state_resources WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+            .map_err(|e| self.store.sqlite_error(e))?)
+    }
+
+    /// Writes (inserts or replaces) one resource row.
+    fn write_row(&self, tx: &rusqlite::Transaction<'_>, r: &Resource) -> Result<()> {
+        let body = serde_json::to_string(r).map_err(|e| StateError::InvalidResource {
+            resource_id: r.id.clone(),
+            reason: e.to_string(),
+        })?;
+        tx.prepare_cached(
+            "INSERT INTO state_resources (id, tenant_id, state, serial, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
+                 state = excluded.state, serial = excluded.serial, body = excluded.body",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(rusqlite::params![
+                r.id,
+                r.tenant_id.as_str(),
+                r.state.as_str(),
+                r.serial,
+                body
+            ])
+        })
+        .map_err(|e| self.store.sqlite_error(e))?;
+        Ok(())
+    }
+
     /// The state's (lineage, serial).
     fn meta(&self) -> Result<(String, u64)> {
         Ok(self.store.read(|c| {
@@ -372,37 +405,13 @@ impl StateStore for SqliteStateStore {
     ) -> Result<Arc<Resource>> {
         let sqlite = |e| self.store.sqlite_error(e);
         self.store.write(|tx| -> Result<Arc<Resource>> {
-            let found: Option<u64> = tx
-                .query_row(
-                    "SELECT serial FROM state_resources WHERE id = ?1",
-                    [&resource.id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sqlite)?;
+            let found = self.stored_serial(tx, &resource.id)?;
             if found != expected {
                 return Err(conflict(&resource.id, expected, found));
             }
             let mut stored = resource.clone();
             stored.serial = found.unwrap_or(0) + 1;
-            let body = serde_json::to_string(&stored).map_err(|e| StateError::InvalidResource {
-                resource_id: resource.id.clone(),
-                reason: e.to_string(),
-            })?;
-            tx.execute(
-                "INSERT INTO state_resources (id, tenant_id, state, serial, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
-                     state = excluded.state, serial = excluded.serial, body = excluded.body",
-                rusqlite::params![
-                    stored.id,
-                    stored.tenant_id.as_str(),
-                    stored.state.as_str(),
-                    stored.serial,
-                    body
-                ],
-            )
-            .map_err(sqlite)?;
+            self.write_row(tx, &stored)?;
             if let Some(t) = transition {
                 tx.execute(
                     "INSERT INTO state_transitions (resource_id, from_state, to_state, at, reason)
@@ -425,14 +434,7 @@ impl StateStore for SqliteStateStore {
     fn delete(&self, id: &str, expected: u64) -> Result<()> {
         let sqlite = |e| self.store.sqlite_error(e);
         self.store.write(|tx| -> Result<()> {
-            let found: Option<u64> = tx
-                .query_row(
-                    "SELECT serial FROM state_resources WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sqlite)?;
+            let found = self.stored_serial(tx, id)?;
             if found != Some(expected) {
                 return Err(conflict(id, Some(expected), found));
             }
@@ -503,27 +505,8 @@ impl StateStore for SqliteStateStore {
             check_lineage(&lineage, export, force)?;
             tx.execute("DELETE FROM state_resources", [])
                 .map_err(sqlite)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO state_resources (id, tenant_id, state, serial, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(sqlite)?;
             for r in &export.resources {
-                let body =
-                    serde_json::to_string(r.as_ref()).map_err(|e| StateError::InvalidResource {
-                        resource_id: r.id.clone(),
-                        reason: e.to_string(),
-                    })?;
-                insert
-                    .execute(rusqlite::params![
-                        r.id,
-                        r.tenant_id.as_str(),
-                        r.state.as_str(),
-                        r.serial,
-                        body
-                    ])
-                    .map_err(sqlite)?;
+                self.write_row(tx, r)?;
             }
             self.bump_serial(tx, export.serial)
         })
