@@ -36,6 +36,9 @@ pub enum Error {
     /// Snapshots of resource state.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// Scheduling: placement of workloads on nodes.
+    #[error(transparent)]
+    Scheduling(#[from] SchedulingError),
     /// The event bus: a subscriber failed.
     #[error(transparent)]
     Event(#[from] EventError),
@@ -399,4 +402,66 @@ pub enum SnapshotError {
         /// The rejected id.
         snapshot_id: String,
     },
+}
+
+/// Scheduling failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulingError {
+    /// No node can take the workload; each reason with how many nodes it excluded.
+    #[error("0/{nodes} nodes are available for workload {workload_id:?}: {}", reasons_text(.reasons))]
+    Unschedulable {
+        /// The workload.
+        workload_id: String,
+        /// How many nodes were considered.
+        nodes: usize,
+        /// Reason -> number of nodes it excluded.
+        reasons: std::collections::BTreeMap<String, usize>,
+    },
+    /// No node has this id.
+    #[error("unknown node {node_id:?}")]
+    UnknownNode {
+        /// The id.
+        node_id: String,
+    },
+    /// A node with this id already exists.
+    #[error("node {node_id:?} already exists")]
+    DuplicateNode {
+        /// The id.
+        node_id: String,
+    },
+    /// A node description is invalid.
+    #[error("invalid node {node_id:?}: {reason}")]
+    InvalidNode {
+        /// The node.
+        node_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No placed workload has this id.
+    #[error("unknown workload {workload_id:?}")]
+    UnknownWorkload {
+        /// The id.
+        workload_id: String,
+    },
+    /// A workload with this id is already placed.
+    #[error("workload {workload_id:?} is already placed")]
+    DuplicateWorkload {
+        /// The id.
+        workload_id: String,
+    },
+    /// A request (or one of its rules or groups) is invalid.
+    #[error("invalid scheduling request: {reason}")]
+    InvalidRequest {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn reasons_text(reasons: &std::collections::BTreeMap<String, usize>) -> String {
+    reasons
+        .iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

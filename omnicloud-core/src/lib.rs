@@ -15,7 +15,8 @@
 //! - [`billing`]: currencies and exact money.
 //!
 //! Capabilities:
-//! - [`state`]: resource lifecycle, drift detection, dependency graph, snapshots, state stores.
+//! - [`state`]: resource lifecycle, drift detection, dependency graph, snapshots, state stores;
+//! - [`scheduling`]: constraint-respecting placement with incremental indexes.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod scheduling;
 pub mod state;
 pub mod store;
 pub mod tenancy;
