@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, Error as CoreError, MoneyError, SnapshotError, StateError, StoreError,
-    TenancyError, ValidationError,
+    AuditError, Error as CoreError, MoneyError, SchedulingError, SnapshotError, StateError,
+    StoreError, TenancyError, ValidationError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -73,7 +73,8 @@ core_from!(
     TenancyError,
     MoneyError,
     StateError,
-    SnapshotError
+    SnapshotError,
+    SchedulingError
 );
 
 /// The binding's result type.
@@ -103,6 +104,7 @@ enum Field {
     Text(String),
     Number(Option<u64>),
     List(Vec<String>),
+    Counts(std::collections::BTreeMap<String, usize>),
     None,
 }
 
@@ -183,6 +185,7 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             _ => ("OmniCloudError", vec![]),
         },
         CoreError::State(e) => classify_state(e),
+        CoreError::Scheduling(e) => classify_scheduling(e),
         CoreError::Snapshot(e) => classify_snapshot(e),
         CoreError::Money(m) => match m {
             MoneyError::UnknownCurrency { code } => {
@@ -290,6 +293,49 @@ fn classify_state(err: &StateError) -> (&'static str, Vec<(&'static str, Field)>
     }
 }
 
+fn classify_scheduling(err: &SchedulingError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::{Counts, Text};
+    match err {
+        SchedulingError::Unschedulable {
+            workload_id,
+            reasons,
+            ..
+        } => (
+            "UnschedulableError",
+            vec![
+                ("workload_id", Text(workload_id.clone())),
+                ("reasons", Counts(reasons.clone())),
+            ],
+        ),
+        SchedulingError::UnknownNode { node_id } => {
+            ("UnknownNodeError", vec![("node_id", Text(node_id.clone()))])
+        }
+        SchedulingError::DuplicateNode { node_id } => (
+            "DuplicateNodeError",
+            vec![("node_id", Text(node_id.clone()))],
+        ),
+        SchedulingError::InvalidNode { node_id, .. } => (
+            "ValidationError",
+            vec![
+                ("field", Text("node".into())),
+                ("value", Text(node_id.clone())),
+            ],
+        ),
+        SchedulingError::UnknownWorkload { workload_id } => (
+            "UnknownWorkloadError",
+            vec![("workload_id", Text(workload_id.clone()))],
+        ),
+        SchedulingError::DuplicateWorkload { workload_id } => (
+            "DuplicateWorkloadError",
+            vec![("workload_id", Text(workload_id.clone()))],
+        ),
+        SchedulingError::InvalidRequest { .. } => {
+            ("ValidationError", vec![("field", Text("request".into()))])
+        }
+        _ => ("OmniCloudError", vec![]),
+    }
+}
+
 fn classify_snapshot(err: &SnapshotError) -> (&'static str, Vec<(&'static str, Field)>) {
     use Field::Text;
     match err {
@@ -328,6 +374,7 @@ fn build(
             Field::Text(t) => kwargs.set_item(name, t)?,
             Field::Number(n) => kwargs.set_item(name, n)?,
             Field::List(items) => kwargs.set_item(name, items)?,
+            Field::Counts(counts) => kwargs.set_item(name, counts)?,
             Field::None => kwargs.set_item(name, py.None())?,
         }
     }

@@ -16,6 +16,7 @@ mod errors;
 mod events;
 mod gateway;
 mod money;
+mod scheduling;
 mod snapshot;
 mod state;
 mod store;
@@ -48,6 +49,10 @@ mod _omnicloud {
     use super::events::{Event, EventBus};
     #[pymodule_export]
     use super::money::{Currency, Money};
+    #[pymodule_export]
+    use super::scheduling::{
+        AffinityRule, Node, NodeUsage, Placement, PlacementGroup, Scheduler, WorkloadRequest,
+    };
     #[pymodule_export]
     use super::snapshot::{SnapshotInfo, SnapshotManager};
     #[pymodule_export]

@@ -7,6 +7,7 @@ driven from Python. See the README and ARCHITECTURE.md for the tour.
 from __future__ import annotations
 
 from omnicloud._omnicloud import (
+    AffinityRule,
     AuditEvent,
     AuditLog,
     AuditVerification,
@@ -20,7 +21,12 @@ from omnicloud._omnicloud import (
     ExactMatch,
     ManualClock,
     Money,
+    Node,
+    NodeUsage,
+    Placement,
+    PlacementGroup,
     Resource,
+    Scheduler,
     SemanticEquality,
     SnapshotInfo,
     SnapshotManager,
@@ -32,8 +38,10 @@ from omnicloud._omnicloud import (
     TenantRegistry,
     ThresholdBased,
     Transition,
+    WorkloadRequest,
     __version__,
 )
+from omnicloud.scheduling import NaiveScheduler
 from omnicloud.enums import AuditProblem, ChangeKind, EventKind, ResourceState, RoundingStrategy
 from omnicloud.exceptions import (
     ArgumentTypeError,
@@ -43,8 +51,10 @@ from omnicloud.exceptions import (
     CurrencyNotBillableError,
     DependencyCycleError,
     DriftStrategyError,
+    DuplicateNodeError,
     DuplicateResourceError,
     DuplicateTenantError,
+    DuplicateWorkloadError,
     HasDependentsError,
     InternalError,
     InvalidTransitionError,
@@ -57,9 +67,12 @@ from omnicloud.exceptions import (
     StoreError,
     UnknownCurrencyError,
     UnknownDependencyError,
+    UnknownNodeError,
     UnknownResourceError,
     UnknownSnapshotError,
     UnknownTenantError,
+    UnknownWorkloadError,
+    UnschedulableError,
     ValidationError,
 )
 
@@ -98,6 +111,15 @@ __all__ = [
     "SnapshotManager",
     "SnapshotInfo",
     "StateManager",
+    # scheduling
+    "Node",
+    "AffinityRule",
+    "PlacementGroup",
+    "WorkloadRequest",
+    "Placement",
+    "NodeUsage",
+    "Scheduler",
+    "NaiveScheduler",
     # exceptions
     "OmniCloudError",
     "ValidationError",
@@ -124,4 +146,9 @@ __all__ = [
     "SnapshotError",
     "SnapshotCorruptError",
     "UnknownSnapshotError",
+    "UnschedulableError",
+    "UnknownNodeError",
+    "DuplicateNodeError",
+    "UnknownWorkloadError",
+    "DuplicateWorkloadError",
 ]

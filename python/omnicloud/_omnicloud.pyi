@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias, final
 
+from typing_extensions import Self, disjoint_base
+
 from omnicloud.enums import AuditProblem, ChangeKind, ResourceState
 
 __version__: str
@@ -39,6 +41,13 @@ __all__ = [
     "StateManager",
     "ThresholdBased",
     "Transition",
+    "AffinityRule",
+    "Node",
+    "NodeUsage",
+    "Placement",
+    "PlacementGroup",
+    "Scheduler",
+    "WorkloadRequest",
     "_raise_internal_error",
 ]
 
@@ -504,3 +513,154 @@ class StateManager:
     def lineage(self) -> str: ...
     @property
     def serial(self) -> int: ...
+
+# --- scheduling ------------------------------------------------------------------------------
+
+@final
+class Node:
+    """A machine workloads can be placed on."""
+
+    def __new__(
+        cls,
+        id: str,
+        region: str,
+        zone: str,
+        cpu_millis: int,
+        memory_mib: int,
+        gpus: int = 0,
+        labels: dict[str, str] | None = None,
+    ) -> Node: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def cpu_millis(self) -> int: ...
+    @property
+    def memory_mib(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class AffinityRule:
+    """An affinity or anti-affinity term; topology is node, zone, region or a label key."""
+
+    def __new__(
+        cls, match_labels: dict[str, str], topology: str, required: bool = True, weight: int = 1
+    ) -> AffinityRule: ...
+    @property
+    def match_labels(self) -> dict[str, str]: ...
+    @property
+    def topology(self) -> str: ...
+    @property
+    def required(self) -> bool: ...
+    @property
+    def weight(self) -> int: ...
+
+@final
+class PlacementGroup:
+    """A placement group: cluster, spread or partition."""
+
+    def __new__(
+        cls, name: str, strategy: str, partitions: int | None = None, partition: int | None = None
+    ) -> PlacementGroup: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def partitions(self) -> int | None: ...
+    @property
+    def partition(self) -> int | None: ...
+
+@final
+class WorkloadRequest:
+    """A request to place one workload."""
+
+    def __new__(
+        cls,
+        id: str,
+        tenant_id: str,
+        cpu_millis: int,
+        memory_mib: int,
+        gpus: int = 0,
+        region: str | None = None,
+        zone: str | None = None,
+        labels: dict[str, str] | None = None,
+        node_selector: dict[str, str] | None = None,
+        affinity: list[AffinityRule] = ...,
+        anti_affinity: list[AffinityRule] = ...,
+        placement_group: PlacementGroup | None = None,
+    ) -> WorkloadRequest: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def cpu_millis(self) -> int: ...
+    @property
+    def memory_mib(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+@final
+class Placement:
+    """Where a workload was placed."""
+
+    @property
+    def workload_id(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class NodeUsage:
+    """How much of a node is in use."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def cpu_millis(self) -> int: ...
+    @property
+    def memory_mib(self) -> int: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def cpu_capacity(self) -> int: ...
+    @property
+    def memory_capacity(self) -> int: ...
+    @property
+    def gpu_capacity(self) -> int: ...
+    @property
+    def workloads(self) -> list[str]: ...
+
+@disjoint_base
+class Scheduler:
+    """Places workloads on nodes; thread-safe, GIL released while deciding."""
+
+    def __new__(
+        cls, nodes: list[Node] = ..., strategy: str = "binpack", implementation: str = "indexed"
+    ) -> Self: ...
+    def add_node(self, node: Node) -> None: ...
+    def update_node(self, node: Node) -> None: ...
+    def remove_node(self, node_id: str) -> list[str]: ...
+    def schedule(self, request: WorkloadRequest) -> Placement: ...
+    def schedule_many(self, requests: list[WorkloadRequest]) -> list[Placement | Exception]: ...
+    def bind(self, request: WorkloadRequest, node_id: str) -> Placement: ...
+    def release(self, workload_id: str) -> Placement: ...
+    def node_usage(self, node_id: str) -> NodeUsage: ...
+    def placement_of(self, workload_id: str) -> str | None: ...
+    def stats(self) -> dict[str, int]: ...
+    @property
+    def strategy(self) -> str: ...

@@ -39,6 +39,11 @@ __all__ = [
     "SnapshotError",
     "SnapshotCorruptError",
     "UnknownSnapshotError",
+    "UnschedulableError",
+    "UnknownNodeError",
+    "DuplicateNodeError",
+    "UnknownWorkloadError",
+    "DuplicateWorkloadError",
 ]
 
 
@@ -211,3 +216,38 @@ class UnknownSnapshotError(SnapshotError, LookupError):
     """No snapshot has this id (``snapshot_id``)."""
 
     snapshot_id: str
+
+
+class UnschedulableError(OmniCloudError):
+    """No node can take the workload (``workload_id``).
+
+    ``reasons`` maps each reason to the number of nodes it excluded, as kube-scheduler reports
+    ("0/5 nodes are available: 3 Insufficient cpu, 2 node(s) didn't match ...").
+    """
+
+    workload_id: str
+    reasons: dict[str, int]
+
+
+class UnknownNodeError(OmniCloudError, LookupError):
+    """No node has this id (``node_id``)."""
+
+    node_id: str
+
+
+class DuplicateNodeError(OmniCloudError, ValueError):
+    """A node with this id (``node_id``) already exists."""
+
+    node_id: str
+
+
+class UnknownWorkloadError(OmniCloudError, LookupError):
+    """No placed workload has this id (``workload_id``)."""
+
+    workload_id: str
+
+
+class DuplicateWorkloadError(OmniCloudError, ValueError):
+    """A workload with this id (``workload_id``) is already placed."""
+
+    workload_id: str
