@@ -80,9 +80,20 @@ pub(crate) struct IndexedCluster {
     selector_counts: RefCell<HashMap<(Selector, Topology), DomainCounts>>,
     existing_anti: HashMap<(Selector, Topology), HashMap<String, usize>>,
     groups: HashMap<String, GroupIndex>,
+    /// Nodes per zone key (`region/zone`).
+    zone_nodes: HashMap<String, usize>,
 }
 
 impl IndexedCluster {
+    fn count_zone(&mut self, node: &Node, delta: isize) {
+        let key = zone_key(node);
+        let n = self.zone_nodes.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.zone_nodes.remove(&key);
+        }
+    }
+
     fn index_node(&mut self, key: CapKey, node: &Node) {
         self.by_region
             .entry(node.region.clone())
@@ -250,6 +261,31 @@ impl IndexedCluster {
     }
 }
 
+impl IndexedCluster {
+    /// Zone names where the request's spread group already has its maximum of members.
+    fn full_spread_zones(&self, request: &WorkloadRequest) -> std::collections::HashSet<&str> {
+        let Some(group) = request
+            .placement_group
+            .as_ref()
+            .filter(|g| g.strategy == GroupStrategy::Spread)
+            .and_then(|g| self.groups.get(&g.name))
+        else {
+            return std::collections::HashSet::new();
+        };
+        group
+            .per_zone
+            .iter()
+            .filter(|(_, n)| **n >= super::model::SPREAD_PER_ZONE)
+            .filter_map(|(key, _)| key.split_once('/').map(|(_, zone)| zone))
+            .collect()
+    }
+
+    /// How many distinct zones (region/zone) have nodes.
+    fn zone_count(&self) -> usize {
+        self.zone_nodes.len()
+    }
+}
+
 impl ClusterView for IndexedCluster {
     fn matching_in_domain(&self, selector: &Selector, topology: &Topology, domain: &str) -> usize {
         self.with_counts(selector, topology, |c| {
@@ -312,6 +348,7 @@ impl ClusterState for IndexedCluster {
             workloads: BTreeSet::new(),
         };
         self.index_node(entry.key(), &node);
+        self.count_zone(&node, 1);
         self.nodes.insert(node.id.clone(), entry);
         Ok(())
     }
@@ -341,6 +378,7 @@ impl ClusterState for IndexedCluster {
                 node_id: node.id.clone(),
             })?;
         self.unindex_node(&old.key(), &old.node);
+        self.count_zone(&old.node, -1);
         self.add_node(node)?;
         for p in hosted {
             let node_id = p.node_id.clone();
@@ -362,6 +400,7 @@ impl ClusterState for IndexedCluster {
         }
         if let Some(entry) = self.nodes.remove(node_id) {
             self.unindex_node(&entry.key(), &entry.node);
+            self.count_zone(&entry.node, -1);
         }
         Ok(evicted)
     }
@@ -395,6 +434,20 @@ impl ClusterState for IndexedCluster {
             }
             (None, None, None) => (&self.by_capacity, Reason::Region),
         };
+        // A spread group's full zones hold no candidate: when the request is not pinned to a
+        // zone, walk the other zones' indexes instead of skipping node after node.
+        let full_zones = self.full_spread_zones(request);
+        let sets: Vec<&BTreeSet<CapKey>> = if full_zones.is_empty() || request.zone.is_some() {
+            vec![set]
+        } else {
+            let mut open: Vec<(&String, &BTreeSet<CapKey>)> = self
+                .by_zone
+                .iter()
+                .filter(|(zone, _)| !full_zones.contains(zone.as_str()))
+                .collect();
+            open.sort_by(|a, b| a.0.cmp(b.0));
+            open.into_iter().map(|(_, s)| s).collect()
+        };
         let preferred = request
             .affinity
             .iter()
@@ -406,33 +459,35 @@ impl ClusterState for IndexedCluster {
             WINDOW_PLAIN
         };
         let need = &request.resources;
-        let start: CapKey = (need.cpu_millis, 0, 0, String::new());
-        let range = set.range((Bound::Included(start), Bound::Unbounded));
-        let ordered: Box<dyn Iterator<Item = &CapKey>> = match strategy {
-            Strategy::Binpack => Box::new(range),
-            Strategy::Spread => Box::new(range.rev()),
-        };
         let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
         let mut visited = 0usize;
         let mut best: Option<(i64, &str)> = None;
         let mut feasible = 0usize;
-        for key in ordered {
-            visited += 1;
-            let Some(entry) = self.nodes.get(&key.3) else {
-                continue;
+        'sets: for candidates in &sets {
+            let start: CapKey = (need.cpu_millis, 0, 0, String::new());
+            let range = candidates.range((Bound::Included(start), Bound::Unbounded));
+            let ordered: Box<dyn Iterator<Item = &CapKey>> = match strategy {
+                Strategy::Binpack => Box::new(range),
+                Strategy::Spread => Box::new(range.rev()),
             };
-            let free = entry.free();
-            match rules::first_failure(request, &entry.node, &free, self) {
-                Some(reason) => *reasons.entry(reason).or_insert(0) += 1,
-                None => {
-                    feasible += 1;
-                    let score = rules::score(strategy, request, &entry.node, &free, self);
-                    let id = entry.node.id.as_str();
-                    if best.is_none_or(|(s, b)| score > s || (score == s && id < b)) {
-                        best = Some((score, id));
-                    }
-                    if feasible >= window {
-                        break;
+            for key in ordered {
+                visited += 1;
+                let Some(entry) = self.nodes.get(&key.3) else {
+                    continue;
+                };
+                let free = entry.free();
+                match rules::first_failure(request, &entry.node, &free, self) {
+                    Some(reason) => *reasons.entry(reason).or_insert(0) += 1,
+                    None => {
+                        feasible += 1;
+                        let score = rules::score(strategy, request, &entry.node, &free, self);
+                        let id = entry.node.id.as_str();
+                        if best.is_none_or(|(s, b)| score > s || (score == s && id < b)) {
+                            best = Some((score, id));
+                        }
+                        if feasible >= window {
+                            break 'sets;
+                        }
                     }
                 }
             }
@@ -441,7 +496,11 @@ impl ClusterState for IndexedCluster {
             return Ok(id.to_owned());
         }
         // Nothing fits: account for the nodes the indexes never visited.
-        let below = set.len() - visited;
+        let walked: usize = sets.iter().map(|s| s.len()).sum();
+        if walked < set.len() {
+            *reasons.entry(Reason::PlacementGroup).or_insert(0) += set.len() - walked;
+        }
+        let below = walked.saturating_sub(visited);
         if below > 0 {
             *reasons.entry(Reason::Cpu).or_insert(0) += below;
         }
