@@ -23,7 +23,10 @@ def test_help() -> None:
     assert out.returncode == 0 and "audit" in out.stdout and "state" in out.stdout
 
 
-@pytest.mark.parametrize(("area", "extra"), [("audit", ["--entries", "50"]), ("state", ["--scale", "0.001"])])
+@pytest.mark.parametrize(
+    ("area", "extra"),
+    [("audit", ["--entries", "50"]), ("state", ["--scale", "0.001"]), ("scheduling", ["--scale", "0.01"])],
+)
 def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:
     out = run(area, "--json", "--repeat", "1", *extra)
     assert out.returncode == 0, out.stderr

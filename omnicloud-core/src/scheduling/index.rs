@@ -415,6 +415,12 @@ impl ClusterState for IndexedCluster {
         strategy: Strategy,
     ) -> Result<String, SchedulingError> {
         rules::check_group_strategy(request, self)?;
+        // A spread group whose every zone already holds its maximum takes no one: say so
+        // without visiting a node.
+        if !self.nodes.is_empty() && self.full_spread_zones(request).len() >= self.zone_count() {
+            let reasons = BTreeMap::from([(Reason::PlacementGroup, self.nodes.len())]);
+            return Err(super::unschedulable(request, &reasons, self.nodes.len()));
+        }
         // The smallest candidate set the constraints allow.
         let cluster_zone = request
             .placement_group
