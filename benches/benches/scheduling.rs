@@ -49,7 +49,7 @@ fn request(i: usize, constrained: bool) -> WorkloadRequest {
             r.anti_affinity =
                 vec![AffinityRule::new(selector, Topology::Node, true, 1).expect("rule")];
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             r.placement_group = Some(
                 PlacementGroup::new(format!("pg{}", i % 97), GroupStrategy::Spread, None)
                     .expect("group"),
