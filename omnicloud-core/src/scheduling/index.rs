@@ -79,6 +79,10 @@ pub(crate) struct IndexedCluster {
     /// (first use of a selector) from `&self`, hence the cell; the scheduler's lock makes it safe.
     selector_counts: RefCell<HashMap<(Selector, Topology), DomainCounts>>,
     existing_anti: HashMap<(Selector, Topology), HashMap<String, usize>>,
+    /// For each selector a required node-level anti-affinity term has used: the capacity-ordered
+    /// nodes hosting no matching workload, the only nodes such a request can take ("one per
+    /// node" is the common case, and walking past every occupied node would be linear).
+    unblocked: RefCell<HashMap<Selector, BTreeSet<CapKey>>>,
     groups: HashMap<String, GroupIndex>,
     /// Nodes per zone key (`region/zone`).
     zone_nodes: HashMap<String, usize>,
@@ -94,7 +98,28 @@ impl IndexedCluster {
         }
     }
 
+    /// Whether a placed workload on `node_id` matches `selector`.
+    fn hosts_match(&self, selector: &Selector, node_id: &str) -> bool {
+        self.nodes.get(node_id).is_some_and(|e| {
+            e.workloads.iter().any(|w| {
+                self.placed
+                    .get(w)
+                    .is_some_and(|p| selector_matches(selector, &p.request.labels))
+            })
+        })
+    }
+
     fn index_node(&mut self, key: CapKey, node: &Node) {
+        let selectors: Vec<Selector> = self.unblocked.get_mut().keys().cloned().collect();
+        let open: Vec<Selector> = selectors
+            .into_iter()
+            .filter(|sel| !self.hosts_match(sel, &node.id))
+            .collect();
+        for sel in open {
+            if let Some(set) = self.unblocked.get_mut().get_mut(&sel) {
+                set.insert(key.clone());
+            }
+        }
         self.by_region
             .entry(node.region.clone())
             .or_default()
@@ -107,6 +132,9 @@ impl IndexedCluster {
     }
 
     fn unindex_node(&mut self, key: &CapKey, node: &Node) {
+        for set in self.unblocked.get_mut().values_mut() {
+            set.remove(key);
+        }
         self.by_capacity.remove(key);
         for (map, name) in [
             (&mut self.by_region, &node.region),
@@ -134,6 +162,24 @@ impl IndexedCluster {
                 bump(&mut counts.total);
                 if let Some(domain) = topology.domain_of(&node) {
                     bump(counts.by_domain.entry(domain).or_insert(0));
+                }
+            }
+        }
+        let key = self.nodes.get(&node.id).map(NodeEntry::key);
+        let touched: Vec<Selector> = self
+            .unblocked
+            .get_mut()
+            .keys()
+            .filter(|sel| selector_matches(sel, &request.labels))
+            .cloned()
+            .collect();
+        for sel in touched {
+            let open = delta < 0 && !self.hosts_match(&sel, &node.id);
+            if let (Some(set), Some(key)) = (self.unblocked.get_mut().get_mut(&sel), &key) {
+                if open {
+                    set.insert(key.clone());
+                } else {
+                    set.remove(key);
                 }
             }
         }
@@ -262,6 +308,23 @@ impl IndexedCluster {
 }
 
 impl IndexedCluster {
+    /// The unblocked-node index for a node-level anti-affinity selector, built on first use.
+    fn unblocked_for(
+        &self,
+        selector: &Selector,
+    ) -> std::cell::Ref<'_, HashMap<Selector, BTreeSet<CapKey>>> {
+        if !self.unblocked.borrow().contains_key(selector) {
+            let set: BTreeSet<CapKey> = self
+                .nodes
+                .values()
+                .filter(|e| !self.hosts_match(selector, &e.node.id))
+                .map(NodeEntry::key)
+                .collect();
+            self.unblocked.borrow_mut().insert(selector.clone(), set);
+        }
+        self.unblocked.borrow()
+    }
+
     /// Zone names where the request's spread group already has its maximum of members.
     fn full_spread_zones(&self, request: &WorkloadRequest) -> std::collections::HashSet<&str> {
         let Some(group) = request
@@ -443,6 +506,21 @@ impl ClusterState for IndexedCluster {
         // A spread group's full zones hold no candidate: when the request is not pinned to a
         // zone, walk the other zones' indexes instead of skipping node after node.
         let full_zones = self.full_spread_zones(request);
+        let unconstrained =
+            request.zone.is_none() && cluster_zone.is_none() && request.region.is_none();
+        let node_anti = request
+            .anti_affinity
+            .iter()
+            .find(|t| t.required && t.topology == Topology::Node)
+            .filter(|_| unconstrained && full_zones.is_empty());
+        let unblocked_guard = node_anti.map(|term| self.unblocked_for(&term.selector));
+        let (set, outside_reason) = match (&unblocked_guard, node_anti) {
+            (Some(guard), Some(term)) => (
+                guard.get(&term.selector).unwrap_or(&empty),
+                Reason::AntiAffinity,
+            ),
+            _ => (set, outside_reason),
+        };
         let sets: Vec<&BTreeSet<CapKey>> = if full_zones.is_empty() || request.zone.is_some() {
             vec![set]
         } else {
@@ -579,6 +657,7 @@ impl ClusterState for IndexedCluster {
             + self.by_region.values().map(key_bytes).sum::<usize>()
             + self.by_zone.values().map(key_bytes).sum::<usize>()
             + (self.by_region.len() + self.by_zone.len()) * 64;
+        let unblocked_bytes: usize = self.unblocked.borrow().values().map(key_bytes).sum();
         let selectors = self.selector_counts.borrow();
         let selector_bytes: usize = selectors
             .iter()
@@ -610,7 +689,7 @@ impl ClusterState for IndexedCluster {
                         + e.workloads.iter().map(|w| w.len() + 32).sum::<usize>()
                 })
                 .sum(),
-            index_bytes: sets + selector_bytes + anti_bytes + group_bytes,
+            index_bytes: sets + unblocked_bytes + selector_bytes + anti_bytes + group_bytes,
         }
     }
 }

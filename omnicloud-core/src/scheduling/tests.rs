@@ -420,6 +420,54 @@ fn node_changes_keep_indexes_true() {
 }
 
 #[test]
+fn one_per_node_anti_affinity_through_churn() {
+    for (name, s) in both() {
+        cluster(&s);
+        let db = |id: &str| WorkloadRequest {
+            labels: labels(&[("app", "db")]),
+            anti_affinity: vec![rule(&[("app", "db")], Topology::Node)],
+            ..req(id, 100)
+        };
+        let mut hosts: Vec<String> = (0..5)
+            .map(|i| s.schedule(db(&format!("db{i}"))).expect("db").node_id)
+            .collect();
+        hosts.sort();
+        assert_eq!(hosts, ["n1", "n2", "n3", "n4", "n5"], "{name}");
+        assert!(
+            s.schedule(db("db5")).is_err(),
+            "{name}: every node has a db"
+        );
+        s.release("db2").expect("release");
+        let freed = s.schedule(db("db5")).expect("freed node").node_id;
+        assert_eq!(
+            s.node_usage(&freed).expect("u").workloads,
+            vec!["db5".to_string()],
+            "{name}"
+        );
+        s.add_node(node("n6", "eu1c", 4000)).expect("add");
+        assert_eq!(
+            s.schedule(db("db6")).expect("new node").node_id,
+            "n6",
+            "{name}"
+        );
+        s.update_node(node("n6", "eu1c", 8000)).expect("update");
+        assert!(
+            s.schedule(db("db7")).is_err(),
+            "{name}: n6 still hosts db6 after the update"
+        );
+        s.remove_node("n6").expect("remove");
+        s.add_node(node("n7", "eu1c", 4000)).expect("add");
+        assert_eq!(
+            s.schedule(db("db7")).expect("replacement").node_id,
+            "n7",
+            "{name}"
+        );
+        // Plain workloads still fill the occupied nodes.
+        assert!(s.schedule(req("plain", 100)).is_ok(), "{name}");
+    }
+}
+
+#[test]
 fn bind_checks_feasibility() {
     for (name, s) in both() {
         cluster(&s);
