@@ -277,19 +277,11 @@ impl IndexedCluster {
             request,
             partition,
         };
-        if let Some(entry) = self.nodes.get(node_id) {
-            let old_key = entry.key();
-            let node = entry.node.clone();
-            self.unindex_node(&old_key, &node);
-            if let Some(entry) = self.nodes.get_mut(node_id) {
-                entry.used = entry.used.plus(&placed.request.resources);
-                entry.workloads.insert(placed.request.id.clone());
-            }
-            let new_key = self.nodes.get(node_id).map(NodeEntry::key);
-            if let Some(key) = new_key {
-                self.index_node(key, &node);
-            }
-        }
+        let (resources, id) = (placed.request.resources, placed.request.id.clone());
+        self.rekey(node_id, |entry| {
+            entry.used = entry.used.plus(&resources);
+            entry.workloads.insert(id);
+        });
         self.account(&placed, 1);
         let placement = self.placement_of(&placed.request.id, &placed.node_id);
         self.placed.insert(placed.request.id.clone(), placed);
@@ -297,12 +289,25 @@ impl IndexedCluster {
     }
 
     fn placement_of(&self, workload_id: &str, node_id: &str) -> Placement {
-        let node = self.nodes.get(node_id).map(|e| &e.node);
-        Placement {
-            workload_id: workload_id.to_owned(),
-            node_id: node_id.to_owned(),
-            region: node.map(|n| n.region.clone()).unwrap_or_default(),
-            zone: node.map(|n| n.zone.clone()).unwrap_or_default(),
+        Placement::on(
+            workload_id,
+            node_id,
+            self.nodes.get(node_id).map(|e| &e.node),
+        )
+    }
+
+    /// Changes a node's entry (its use) and moves its keys in every capacity index.
+    fn rekey(&mut self, node_id: &str, change: impl FnOnce(&mut NodeEntry)) {
+        let Some(entry) = self.nodes.get(node_id) else {
+            return;
+        };
+        let (old_key, node) = (entry.key(), entry.node.clone());
+        self.unindex_node(&old_key, &node);
+        if let Some(entry) = self.nodes.get_mut(node_id) {
+            change(entry);
+        }
+        if let Some(key) = self.nodes.get(node_id).map(NodeEntry::key) {
+            self.index_node(key, &node);
         }
     }
 }
@@ -619,18 +624,11 @@ impl ClusterState for IndexedCluster {
                     workload_id: workload_id.to_owned(),
                 })?;
         self.account(&placed, -1);
-        if let Some(entry) = self.nodes.get(&placed.node_id) {
-            let old_key = entry.key();
-            let node = entry.node.clone();
-            self.unindex_node(&old_key, &node);
-            if let Some(entry) = self.nodes.get_mut(&placed.node_id) {
-                entry.used = entry.used.minus(&placed.request.resources);
-                entry.workloads.remove(workload_id);
-            }
-            if let Some(key) = self.nodes.get(&placed.node_id).map(NodeEntry::key) {
-                self.index_node(key, &node);
-            }
-        }
+        let resources = placed.request.resources;
+        self.rekey(&placed.node_id, |entry| {
+            entry.used = entry.used.minus(&resources);
+            entry.workloads.remove(workload_id);
+        });
         Ok(self.placement_of(workload_id, &placed.node_id))
     }
 

@@ -339,6 +339,19 @@ pub struct Placement {
     pub zone: String,
 }
 
+impl Placement {
+    /// The placement of `workload_id` on `node_id`, with the node's region and zone when the
+    /// node is known.
+    pub(crate) fn on(workload_id: &str, node_id: &str, node: Option<&Node>) -> Self {
+        Self {
+            workload_id: workload_id.to_owned(),
+            node_id: node_id.to_owned(),
+            region: node.map(|n| n.region.clone()).unwrap_or_default(),
+            zone: node.map(|n| n.zone.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 /// How to rank feasible nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Strategy {

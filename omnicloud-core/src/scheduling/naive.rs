@@ -200,13 +200,7 @@ impl ClusterState for NaiveCluster {
         let partition = rules::partition_for(&request, hosted, &counts);
         let used = self.used.entry(node_id.to_owned()).or_default();
         *used = used.plus(&request.resources);
-        let node = self.find(node_id);
-        let placement = Placement {
-            workload_id: request.id.clone(),
-            node_id: node_id.to_owned(),
-            region: node.map(|n| n.region.clone()).unwrap_or_default(),
-            zone: node.map(|n| n.zone.clone()).unwrap_or_default(),
-        };
+        let placement = Placement::on(&request.id, node_id, self.find(node_id));
         self.placed.insert(
             request.id.clone(),
             Placed {
@@ -228,13 +222,11 @@ impl ClusterState for NaiveCluster {
         if let Some(used) = self.used.get_mut(&placed.node_id) {
             *used = used.minus(&placed.request.resources);
         }
-        let node = self.find(&placed.node_id);
-        Ok(Placement {
-            workload_id: workload_id.to_owned(),
-            node_id: placed.node_id.clone(),
-            region: node.map(|n| n.region.clone()).unwrap_or_default(),
-            zone: node.map(|n| n.zone.clone()).unwrap_or_default(),
-        })
+        Ok(Placement::on(
+            workload_id,
+            &placed.node_id,
+            self.find(&placed.node_id),
+        ))
     }
 
     fn placed(&self, workload_id: &str) -> Option<&Placed> {
