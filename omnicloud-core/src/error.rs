@@ -231,6 +231,12 @@ pub enum MoneyError {
         /// The currency's code.
         code: String,
     },
+    /// An allocation's weights or amount are unusable.
+    #[error("cannot allocate: {reason}")]
+    InvalidAllocation {
+        /// What is wrong.
+        reason: String,
+    },
     /// An arithmetic result does not fit in a 96-bit decimal.
     #[error("decimal overflow computing {operation}")]
     Overflow {

@@ -199,6 +199,10 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
                 "CurrencyNotBillableError",
                 vec![("code", Text(code.clone()))],
             ),
+            MoneyError::InvalidAllocation { .. } => (
+                "ValidationError",
+                vec![("field", Text("allocation".into()))],
+            ),
             MoneyError::Overflow { operation } => (
                 "MoneyOverflowError",
                 vec![("operation", Text((*operation).to_owned()))],

@@ -175,6 +175,17 @@ impl Money {
         Ok(Self::wrap(r))
     }
 
+    /// Splits the amount by `weights` (Decimal, int or str; never float) with the
+    /// largest-remainder method in minor units: the parts always sum exactly to the amount.
+    fn allocate(&self, weights: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Self>> {
+        let weights = weights
+            .iter()
+            .map(|w| decimal_from_py(w, "weight"))
+            .collect::<PyResult<Vec<_>>>()?;
+        let parts = self.inner.allocate(&weights).map_err(BindingError::from)?;
+        Ok(parts.into_iter().map(Self::wrap).collect())
+    }
+
     fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         self.binary(other, core::Money::checked_add)
     }

@@ -115,3 +115,34 @@ def test_rounding_error_is_at_most_half_a_cent(cents: int, extra: int) -> None:
     rounded = oc.Money(amount, "USD").rounded().amount
     assert abs(rounded - amount) <= Decimal("0.005")
     assert rounded.as_tuple().exponent == -2
+
+
+def test_allocate_by_largest_remainder() -> None:
+    parts = oc.Money("100.00", "USD").allocate([1, 1, 1])
+    assert [p.amount for p in parts] == [Decimal("33.34"), Decimal("33.33"), Decimal("33.33")]
+    assert [p.amount for p in oc.Money("10", "JPY").allocate([Decimal("0.5"), "0.3", "0.2"])] == [5, 3, 2]
+    assert [p.amount for p in oc.Money("0.01", "USD").allocate([1, 1])] == [Decimal("0.01"), Decimal("0.00")]
+    assert [p.amount for p in oc.Money("-1.00", "EUR").allocate([1, 2])] == [Decimal("-0.33"), Decimal("-0.67")]
+
+
+@pytest.mark.parametrize("weights", [[], [0, 0], [1, -1]])
+def test_allocate_refuses_bad_weights(weights: list[int]) -> None:
+    with pytest.raises(oc.ValidationError, match="cannot allocate"):
+        oc.Money("1.00", "USD").allocate(weights)  # type: ignore[arg-type]
+
+
+def test_allocate_refuses_floats_and_unrounded_amounts() -> None:
+    with pytest.raises(TypeError, match="not float"):
+        oc.Money("1.00", "USD").allocate([0.5, 0.5])  # type: ignore[list-item]
+    with pytest.raises(oc.ValidationError, match="round it first"):
+        oc.Money("1.005", "USD").allocate([1])
+
+
+@given(cents=st.integers(-10**9, 10**9), weights=st.lists(st.integers(0, 1000), min_size=1, max_size=10))
+def test_allocation_parts_always_sum_to_the_total(cents: int, weights: list[int]) -> None:
+    if not any(weights):
+        return
+    total = oc.Money(Decimal(cents) / 100, "USD")
+    parts = total.allocate(weights)  # type: ignore[arg-type]
+    assert sum(p.amount for p in parts) == total.amount
+    assert all(p.amount == 0 for p, w in zip(parts, weights) if w == 0)

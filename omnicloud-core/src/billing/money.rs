@@ -3,6 +3,7 @@
 use std::fmt;
 
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use super::Currency;
@@ -148,6 +149,86 @@ impl Money {
     pub fn rounded(&self) -> Result<Money, MoneyError> {
         self.rounded_with(RoundingStrategy::default())
     }
+
+    /// Splits the amount by `weights` with the largest-remainder method in minor units: each
+    /// part gets its share rounded down, then the minor units left over go one each to the parts
+    /// with the largest remainders (ties to the earlier weight). The parts always sum exactly to
+    /// the amount, which must already be a whole number of minor units.
+    ///
+    /// Weights must not be negative and must not all be zero; a zero weight gets zero. A
+    /// negative amount is split like its absolute value, every part negative.
+    pub fn allocate(&self, weights: &[Decimal]) -> Result<Vec<Money>, MoneyError> {
+        let invalid = |reason: String| MoneyError::InvalidAllocation { reason };
+        if weights.is_empty() {
+            return Err(invalid("no weights given".into()));
+        }
+        if let Some(w) = weights
+            .iter()
+            .find(|w| w.is_sign_negative() && !w.is_zero())
+        {
+            return Err(invalid(format!("weight {w} is negative")));
+        }
+        let total_weight = weights
+            .iter()
+            .try_fold(Decimal::ZERO, |acc, w| acc.checked_add(*w))
+            .ok_or(MoneyError::Overflow {
+                operation: "allocate",
+            })?;
+        if total_weight.is_zero() {
+            return Err(invalid("the weights sum to zero".into()));
+        }
+        let dp = self.currency.billable_minor_units()?;
+        let scale = Decimal::from(10u64.pow(dp));
+        let units = self.amount.checked_mul(scale).ok_or(MoneyError::Overflow {
+            operation: "allocate",
+        })?;
+        if !units.fract().is_zero() {
+            return Err(invalid(format!(
+                "{} is not a whole number of {} minor units; round it first",
+                self.amount, self.currency
+            )));
+        }
+        let negative = units.is_sign_negative();
+        let units = units.abs();
+        let mut parts = Vec::with_capacity(weights.len());
+        let mut remainders = Vec::with_capacity(weights.len());
+        let mut given = Decimal::ZERO;
+        for (i, w) in weights.iter().enumerate() {
+            let exact = units
+                .checked_mul(*w)
+                .and_then(|x| x.checked_div(total_weight))
+                .ok_or(MoneyError::Overflow {
+                    operation: "allocate",
+                })?;
+            let floor = exact.floor();
+            given += floor;
+            parts.push(floor);
+            remainders.push((exact - floor, i));
+        }
+        // Largest remainder first; equal remainders keep weight order.
+        remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // At most one unit per part is left over (each floor lost less than one).
+        let left = (units - given)
+            .trunc()
+            .to_usize()
+            .ok_or(MoneyError::Overflow {
+                operation: "allocate",
+            })?;
+        for (_, i) in remainders.iter().take(left) {
+            parts[*i] += Decimal::ONE;
+        }
+        Ok(parts
+            .into_iter()
+            .map(|p| {
+                let mut amount = p / scale;
+                if negative {
+                    amount = -amount;
+                }
+                amount.rescale(dp);
+                Money::new(amount, self.currency)
+            })
+            .collect())
+    }
 }
 
 impl fmt::Display for Money {
@@ -221,7 +302,70 @@ mod tests {
         );
     }
 
+    #[test]
+    fn allocation_uses_the_largest_remainder_and_sums_exactly() {
+        let d = |s: &str| Decimal::from_str(s).expect("decimal");
+        let parts = m("100.00", "USD")
+            .allocate(&[d("1"), d("1"), d("1")])
+            .expect("split");
+        assert_eq!(
+            parts,
+            vec![m("33.34", "USD"), m("33.33", "USD"), m("33.33", "USD")]
+        );
+        let parts = m("10", "JPY")
+            .allocate(&[d("0.5"), d("0.3"), d("0.2")])
+            .expect("split");
+        assert_eq!(parts, vec![m("5", "JPY"), m("3", "JPY"), m("2", "JPY")]);
+        let parts = m("0.05", "USD")
+            .allocate(&[d("3"), d("0"), d("7")])
+            .expect("split");
+        assert_eq!(
+            parts,
+            vec![m("0.02", "USD"), m("0.00", "USD"), m("0.03", "USD")]
+        );
+        let parts = m("-1.00", "EUR")
+            .allocate(&[d("1"), d("2")])
+            .expect("split");
+        assert_eq!(parts, vec![m("-0.33", "EUR"), m("-0.67", "EUR")]);
+        // Ties go to the earlier weight.
+        let parts = m("0.01", "USD").allocate(&[d("1"), d("1")]).expect("split");
+        assert_eq!(parts, vec![m("0.01", "USD"), m("0.00", "USD")]);
+    }
+
+    #[test]
+    fn allocation_refuses_bad_weights_and_unrounded_amounts() {
+        let d = |s: &str| Decimal::from_str(s).expect("decimal");
+        for weights in [vec![], vec![d("0"), d("0")], vec![d("1"), d("-1")]] {
+            assert!(matches!(
+                m("1.00", "USD").allocate(&weights),
+                Err(MoneyError::InvalidAllocation { .. })
+            ));
+        }
+        assert!(matches!(
+            m("1.005", "USD").allocate(&[d("1")]),
+            Err(MoneyError::InvalidAllocation { .. })
+        ));
+        assert!(matches!(
+            m("1", "XAU").allocate(&[d("1")]),
+            Err(MoneyError::NotBillable { .. })
+        ));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn allocation_parts_sum_to_the_whole(cents in -10_000_000i64..10_000_000, weights in proptest::collection::vec(0u32..1000, 1..12)) {
+            proptest::prop_assume!(weights.iter().any(|w| *w > 0));
+            let total = Money::new(Decimal::new(cents, 2), Currency::usd());
+            let ws: Vec<Decimal> = weights.iter().map(|w| Decimal::from(*w)).collect();
+            let parts = total.allocate(&ws).expect("split");
+            let sum = parts.iter().try_fold(Money::zero(Currency::usd()), |acc, p| acc.checked_add(p)).expect("sum");
+            proptest::prop_assert_eq!(sum.amount(), total.amount());
+            for (p, w) in parts.iter().zip(&weights) {
+                if *w == 0 { proptest::prop_assert!(p.amount().is_zero()); }
+                proptest::prop_assert_eq!(p.amount().scale(), 2);
+            }
+        }
+
         #[test]
         fn rounding_moves_less_than_half_a_minor_unit(cents in -1_000_000_000i64..1_000_000_000, frac in 0u32..1000) {
             let amount = Decimal::new(cents, 2) + Decimal::new(i64::from(frac), 5);
