@@ -231,6 +231,23 @@ pub enum MoneyError {
         /// The currency's code.
         code: String,
     },
+    /// An exchange rate is unusable (not positive, against itself, unnamed source, or a
+    /// conflicting rewrite of history).
+    #[error("invalid exchange rate: {reason}")]
+    InvalidRate {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No rate is known for the pair at that moment, directly, inverted or through USD or EUR.
+    #[error("no exchange rate from {base} to {quote} at {at}")]
+    ExchangeRateNotFound {
+        /// The currency converted from.
+        base: String,
+        /// The currency converted to.
+        quote: String,
+        /// The moment (RFC 3339).
+        at: String,
+    },
     /// An allocation's weights or amount are unusable.
     #[error("cannot allocate: {reason}")]
     InvalidAllocation {

@@ -199,6 +199,13 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
                 "CurrencyNotBillableError",
                 vec![("code", Text(code.clone()))],
             ),
+            MoneyError::InvalidRate { .. } => {
+                ("ValidationError", vec![("field", Text("rate".into()))])
+            }
+            MoneyError::ExchangeRateNotFound { base, quote, .. } => (
+                "ExchangeRateNotFoundError",
+                vec![("base", Text(base.clone())), ("quote", Text(quote.clone()))],
+            ),
             MoneyError::InvalidAllocation { .. } => (
                 "ValidationError",
                 vec![("field", Text("allocation".into()))],

@@ -48,7 +48,7 @@ mod _omnicloud {
     #[pymodule_export]
     use super::events::{Event, EventBus};
     #[pymodule_export]
-    use super::money::{Currency, Money};
+    use super::money::{Currency, ExchangeRate, ExchangeRates, Money};
     #[pymodule_export]
     use super::scheduling::{
         AffinityRule, Node, NodeUsage, Placement, PlacementGroup, Scheduler, WorkloadRequest,

@@ -260,3 +260,135 @@ impl Money {
         )
     }
 }
+
+/// A rate: one `base` is worth `rate` of `quote`.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct ExchangeRate {
+    inner: core::ExchangeRate,
+}
+
+#[pymethods]
+impl ExchangeRate {
+    /// The currency converted from.
+    #[getter]
+    fn base(&self) -> Currency {
+        Currency {
+            inner: self.inner.base,
+        }
+    }
+    /// The currency converted to.
+    #[getter]
+    fn quote(&self) -> Currency {
+        Currency {
+            inner: self.inner.quote,
+        }
+    }
+    /// Units of `quote` per unit of `base` (full precision).
+    #[getter]
+    fn rate(&self) -> Decimal {
+        self.inner.rate
+    }
+    /// When it was published.
+    #[getter]
+    fn as_of(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.as_of
+    }
+    /// Who published it, or how it was derived.
+    #[getter]
+    fn source(&self) -> &str {
+        &self.inner.source
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ExchangeRate({}/{} = {} as of {}, source={:?})",
+            self.inner.base,
+            self.inner.quote,
+            self.inner.rate,
+            self.inner.as_of.to_rfc3339(),
+            self.inner.source
+        )
+    }
+}
+
+/// The append-only exchange-rate history.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct ExchangeRates {
+    inner: core::ExchangeRates,
+}
+
+#[pymethods]
+impl ExchangeRates {
+    #[new]
+    fn new() -> Self {
+        Self {
+            inner: core::ExchangeRates::new(),
+        }
+    }
+
+    /// Records a rate (Decimal, int or str; never float). History is append-only.
+    #[pyo3(signature = (base, quote, rate, as_of, source = "ECB"))]
+    fn set_rate(
+        &self,
+        base: &Bound<'_, PyAny>,
+        quote: &Bound<'_, PyAny>,
+        rate: &Bound<'_, PyAny>,
+        as_of: &Bound<'_, PyAny>,
+        source: &str,
+    ) -> PyResult<()> {
+        let rate = decimal_from_py(rate, "rate")?;
+        let as_of = crate::convert::utc_from_py(as_of, "as_of")?;
+        self.inner
+            .set_rate(
+                currency_arg(base)?,
+                currency_arg(quote)?,
+                rate,
+                as_of,
+                source,
+            )
+            .map_err(|e| BindingError::from(e).into())
+    }
+
+    /// The rate from `base` to `quote` at `at` (recorded, inverted or triangulated).
+    fn rate(
+        &self,
+        base: &Bound<'_, PyAny>,
+        quote: &Bound<'_, PyAny>,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<Decimal> {
+        Ok(self.quote(base, quote, at)?.inner.rate)
+    }
+
+    /// The rate with its publication time and source.
+    fn quote(
+        &self,
+        base: &Bound<'_, PyAny>,
+        quote: &Bound<'_, PyAny>,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<ExchangeRate> {
+        let at = crate::convert::utc_from_py(at, "at")?;
+        let inner = self
+            .inner
+            .rate(currency_arg(base)?, currency_arg(quote)?, at)
+            .map_err(BindingError::from)?;
+        Ok(ExchangeRate { inner })
+    }
+
+    /// `money` converted to `to` at `at`, unrounded.
+    fn convert(
+        &self,
+        money: PyRef<'_, Money>,
+        to: &Bound<'_, PyAny>,
+        at: &Bound<'_, PyAny>,
+    ) -> PyResult<Money> {
+        let at = crate::convert::utc_from_py(at, "at")?;
+        let (converted, _) = self
+            .inner
+            .convert(&money.inner, currency_arg(to)?, at)
+            .map_err(BindingError::from)?;
+        Ok(Money::wrap(converted))
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "ExchangeRates()"
+    }
+}

@@ -48,6 +48,8 @@ __all__ = [
     "PlacementGroup",
     "Scheduler",
     "WorkloadRequest",
+    "ExchangeRate",
+    "ExchangeRates",
     "_raise_internal_error",
 ]
 
@@ -131,6 +133,38 @@ class Money:
     def __gt__(self, other: Money, /) -> bool: ...
     def __ge__(self, other: Money, /) -> bool: ...
     def __hash__(self) -> int: ...
+
+@final
+class ExchangeRate:
+    """A rate: one base is worth `rate` of quote."""
+
+    @property
+    def base(self) -> Currency: ...
+    @property
+    def quote(self) -> Currency: ...
+    @property
+    def rate(self) -> decimal.Decimal: ...
+    @property
+    def as_of(self) -> datetime.datetime: ...
+    @property
+    def source(self) -> str: ...
+
+@final
+class ExchangeRates:
+    """The append-only exchange-rate history."""
+
+    def __new__(cls) -> ExchangeRates: ...
+    def set_rate(
+        self,
+        base: Currency | str,
+        quote: Currency | str,
+        rate: decimal.Decimal | int | str,
+        as_of: datetime.datetime,
+        source: str = "ECB",
+    ) -> None: ...
+    def rate(self, base: Currency | str, quote: Currency | str, at: datetime.datetime) -> decimal.Decimal: ...
+    def quote(self, base: Currency | str, quote: Currency | str, at: datetime.datetime) -> ExchangeRate: ...
+    def convert(self, money: Money, to: Currency | str, at: datetime.datetime) -> Money: ...
 
 @final
 class Tenant:

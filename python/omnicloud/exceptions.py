@@ -27,6 +27,7 @@ __all__ = [
     "CurrencyMismatchError",
     "CurrencyNotBillableError",
     "MoneyOverflowError",
+    "ExchangeRateNotFoundError",
     "InvalidTransitionError",
     "UnknownResourceError",
     "DuplicateResourceError",
@@ -129,6 +130,13 @@ class CurrencyNotBillableError(OmniCloudError, ValueError):
     """The currency (``code``) has no minor unit in ISO 4217 (XAU, XDR...) and cannot be billed."""
 
     code: str
+
+
+class ExchangeRateNotFoundError(OmniCloudError, LookupError):
+    """No rate from ``base`` to ``quote`` at that moment, directly, inverted or via USD or EUR."""
+
+    base: str
+    quote: str
 
 
 class MoneyOverflowError(OmniCloudError, ArithmeticError):

@@ -6,7 +6,9 @@
 //! the currency migration join it as billing grows.
 
 mod currency;
+mod fx;
 mod money;
 
 pub use currency::Currency;
+pub use fx::{ExchangeRate, ExchangeRates};
 pub use money::{Money, RoundingStrategy};
