@@ -318,11 +318,18 @@ pub struct ExchangeRates {
 
 #[pymethods]
 impl ExchangeRates {
+    /// With a `store`, the history is loaded from it and every new rate is written there.
     #[new]
-    fn new() -> Self {
-        Self {
-            inner: core::ExchangeRates::new(),
-        }
+    #[pyo3(signature = (store = None))]
+    fn new(py: Python<'_>, store: Option<&Bound<'_, crate::store::Store>>) -> PyResult<Self> {
+        let inner = match store {
+            Some(s) => {
+                let store = s.get().inner.clone();
+                crate::gateway::detached(py, move || core::ExchangeRates::persistent(store))?
+            }
+            None => core::ExchangeRates::new(),
+        };
+        Ok(Self { inner })
     }
 
     /// Records a rate (Decimal, int or str; never float). History is append-only.

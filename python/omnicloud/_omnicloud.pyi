@@ -153,7 +153,7 @@ class ExchangeRate:
 class ExchangeRates:
     """The append-only exchange-rate history."""
 
-    def __new__(cls) -> ExchangeRates: ...
+    def __new__(cls, store: Store | None = None) -> ExchangeRates: ...
     def set_rate(
         self,
         base: Currency | str,

@@ -65,3 +65,15 @@ def test_history_is_append_only_and_inputs_are_checked(rates: oc.ExchangeRates) 
         rates.set_rate("EUR", "XYZ", "1", day(3))
     with pytest.raises(oc.ValidationError):
         rates.set_rate("EUR", "GBP", "0.85", day(3), source=" ")
+
+
+def test_a_store_keeps_the_history(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "fx.db"
+    first = oc.ExchangeRates(oc.Store.open(path))
+    first.set_rate("EUR", "USD", "1.0834567890123", day(1))
+    again = oc.ExchangeRates(oc.Store.open(path))
+    assert again.rate("EUR", "USD", day(2)) == Decimal("1.0834567890123")
+    with pytest.raises(oc.ValidationError, match="append-only"):
+        again.set_rate("EUR", "USD", "2", day(1))

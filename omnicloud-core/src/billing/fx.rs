@@ -13,7 +13,24 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{Currency, Money};
-use crate::error::MoneyError;
+use crate::error::{MoneyError, StoreError};
+use crate::store::{Store, format_timestamp};
+
+/// The rate history table (migration 4); triggers keep it append-only.
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE fx_rates (
+    base   TEXT NOT NULL,
+    quote  TEXT NOT NULL,
+    as_of  TEXT NOT NULL,
+    source TEXT NOT NULL,
+    rate   TEXT NOT NULL,
+    PRIMARY KEY (base, quote, as_of, source)
+);
+CREATE TRIGGER fx_rates_no_update BEFORE UPDATE ON fx_rates
+BEGIN SELECT RAISE(ABORT, 'fx_rates is append-only'); END;
+CREATE TRIGGER fx_rates_no_delete BEFORE DELETE ON fx_rates
+BEGIN SELECT RAISE(ABORT, 'fx_rates is append-only'); END;
+";
 
 /// A rate: one `base` is worth `rate` of `quote`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,19 +53,56 @@ type Key = (Currency, Currency);
 /// One pair's rates by (as of, source).
 type Series = BTreeMap<(DateTime<Utc>, String), Decimal>;
 
-/// The rate history.
+/// The rate history, in memory and, when given a store, persisted in it.
 #[derive(Debug, Default)]
 pub struct ExchangeRates {
     history: RwLock<BTreeMap<Key, Series>>,
+    store: Option<Store>,
 }
 
 /// Pivot currencies for triangulation, in order of preference.
 const PIVOTS: [&str; 2] = ["USD", "EUR"];
 
 impl ExchangeRates {
-    /// An empty history.
+    /// An empty history kept in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The history kept in `store` (loaded now; every new rate is written there first).
+    pub fn persistent(store: Store) -> Result<Self, crate::Error> {
+        let rows: Vec<(String, String, String, String, String)> = store.read(|c| {
+            let mut stmt = c.prepare("SELECT base, quote, as_of, source, rate FROM fx_rates")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        let mut history: BTreeMap<Key, Series> = BTreeMap::new();
+        for (base, quote, as_of, source, rate) in rows {
+            let decode = |column, reason: String| StoreError::Decode {
+                path: store.label().to_path_buf(),
+                table: "fx_rates",
+                column,
+                reason,
+            };
+            let base = Currency::new(&base).map_err(|e| decode("base", e.to_string()))?;
+            let quote = Currency::new(&quote).map_err(|e| decode("quote", e.to_string()))?;
+            let as_of = store.decode_time("fx_rates", "as_of", &as_of)?;
+            let rate = rate
+                .parse::<Decimal>()
+                .map_err(|e| decode("rate", e.to_string()))?;
+            history
+                .entry((base, quote))
+                .or_default()
+                .insert((as_of, source), rate);
+        }
+        Ok(Self {
+            history: RwLock::new(history),
+            store: Some(store),
+        })
     }
 
     /// Records a rate. Refused: a non-positive rate, a currency against itself, an empty
@@ -61,8 +115,9 @@ impl ExchangeRates {
         rate: Decimal,
         as_of: DateTime<Utc>,
         source: &str,
-    ) -> Result<(), MoneyError> {
-        let invalid = |reason: String| MoneyError::InvalidRate { reason };
+    ) -> Result<(), crate::Error> {
+        let invalid =
+            |reason: String| -> crate::Error { MoneyError::InvalidRate { reason }.into() };
         if base == quote {
             return Err(invalid(format!("{base} against itself")));
         }
@@ -82,6 +137,24 @@ impl ExchangeRates {
             ))),
             Some(_) => Ok(()),
             None => {
+                // Durable first, then visible.
+                if let Some(store) = &self.store {
+                    store.write(|tx| -> Result<(), crate::Error> {
+                        tx.execute(
+                            "INSERT INTO fx_rates (base, quote, as_of, source, rate)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            rusqlite::params![
+                                base.code(),
+                                quote.code(),
+                                format_timestamp(as_of),
+                                source,
+                                rate.to_string()
+                            ],
+                        )
+                        .map_err(|e| store.sqlite_error(e))?;
+                        Ok(())
+                    })?;
+                }
                 series.insert((as_of, source.to_owned()), rate);
                 Ok(())
             }
@@ -267,7 +340,7 @@ mod tests {
             .expect("same again is fine");
         assert!(matches!(
             r.set_rate(c("EUR"), c("USD"), d("1.11"), t(1), "ECB"),
-            Err(MoneyError::InvalidRate { .. })
+            Err(crate::Error::Money(MoneyError::InvalidRate { .. }))
         ));
         r.set_rate(c("EUR"), c("USD"), d("1.11"), t(1), "Fed")
             .expect("another source");
@@ -284,9 +357,29 @@ mod tests {
         ] {
             assert!(matches!(
                 r.set_rate(c(base), c(quote), d(rate), t(1), source),
-                Err(MoneyError::InvalidRate { .. })
+                Err(crate::Error::Money(MoneyError::InvalidRate { .. }))
             ));
         }
+    }
+
+    #[test]
+    fn a_persistent_history_survives_reopening_and_stays_append_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fx.db");
+        {
+            let r = ExchangeRates::persistent(Store::open(&path).expect("store")).expect("rates");
+            r.set_rate(c("EUR"), c("USD"), d("1.0834567890123"), t(1), "ECB")
+                .expect("set");
+        }
+        let r = ExchangeRates::persistent(Store::open(&path).expect("store")).expect("reload");
+        assert_eq!(
+            r.rate(c("EUR"), c("USD"), t(2)).expect("rate").rate,
+            d("1.0834567890123")
+        );
+        assert!(r.set_rate(c("EUR"), c("USD"), d("2"), t(1), "ECB").is_err());
+        let store = Store::open(&path).expect("store");
+        let edit = store.read(|conn| conn.execute("UPDATE fx_rates SET rate = '9'", []));
+        assert!(edit.is_err(), "the table refuses SQL edits");
     }
 
     #[test]

@@ -11,4 +11,6 @@ mod money;
 
 pub use currency::Currency;
 pub use fx::{ExchangeRate, ExchangeRates};
+
+pub(crate) use fx::SCHEMA as FX_SCHEMA;
 pub use money::{Money, RoundingStrategy};

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "state: resources, transitions, lineage and serial",
         sql: crate::state::SCHEMA,
     },
+    Migration {
+        version: 4,
+        name: "billing: append-only exchange-rate history",
+        sql: crate::billing::FX_SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").
