@@ -30,6 +30,9 @@ pub enum Error {
     /// Money and currencies.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// Billing: metering, prices, invoices, credits, the currency migration.
+    #[error(transparent)]
+    Billing(#[from] BillingError),
     /// Resource state: lifecycle, dependencies, drift, state stores.
     #[error(transparent)]
     State(#[from] StateError),
@@ -225,8 +228,11 @@ pub enum MoneyError {
         /// The right operand's currency.
         right: String,
     },
-    /// The currency has no minor unit in ISO 4217 (gold, SDR, testing codes) and cannot be billed.
-    #[error("currency {code} has no minor unit in ISO 4217 and cannot be used for billing")]
+    /// The currency has no minor unit in ISO 4217 (gold, SDR, testing codes) or was withdrawn
+    /// from the list, and cannot be billed.
+    #[error(
+        "currency {code} cannot be used for billing (ISO 4217 gives it no minor unit, or has withdrawn it)"
+    )]
     NotBillable {
         /// The currency's code.
         code: String,
@@ -259,6 +265,53 @@ pub enum MoneyError {
     Overflow {
         /// The operation that overflowed (for example `add`).
         operation: &'static str,
+    },
+}
+
+/// Billing refused an operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BillingError {
+    /// An issued invoice would change: it is immutable, and corrections are credit notes.
+    #[error(
+        "invoice {invoice_id} is issued and immutable: {reason}; correct it with a credit note"
+    )]
+    InvoiceImmutable {
+        /// The issued invoice.
+        invoice_id: String,
+        /// What would have changed it.
+        reason: String,
+    },
+    /// No invoice has this id.
+    #[error("unknown invoice {invoice_id:?}")]
+    UnknownInvoice {
+        /// The id looked up.
+        invoice_id: String,
+    },
+    /// No price is set for the meter, in any currency.
+    #[error("no price is set for meter {meter:?}{}", region.as_deref().map(|r| format!(" in region {r:?}")).unwrap_or_default())]
+    PriceNotFound {
+        /// The meter.
+        meter: String,
+        /// The region of the usage, if any.
+        region: Option<String>,
+    },
+    /// A usage record, period, discount, credit or pool allocation is unusable.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was refused (`usage record`, `period`, `discount`…).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The currency migration was stopped by its progress callback; the batches done so far
+    /// are checkpointed and a new run resumes after them.
+    #[error("currency migration stopped after {processed} tenants: {reason}")]
+    MigrationStopped {
+        /// Tenants processed so far (all runs).
+        processed: u64,
+        /// Why it stopped.
+        reason: String,
     },
 }
 

@@ -21,6 +21,14 @@ pub enum IdKind {
     Tenant,
     /// A resource id.
     Resource,
+    /// A billing meter's name.
+    Meter,
+    /// A region's name.
+    Region,
+    /// An invoice id.
+    Invoice,
+    /// A cost pool's name.
+    Pool,
 }
 
 impl fmt::Display for IdKind {
@@ -28,6 +36,10 @@ impl fmt::Display for IdKind {
         f.write_str(match self {
             IdKind::Tenant => "tenant",
             IdKind::Resource => "resource",
+            IdKind::Meter => "meter",
+            IdKind::Region => "region",
+            IdKind::Invoice => "invoice",
+            IdKind::Pool => "pool",
         })
     }
 }

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, Error as CoreError, MoneyError, SchedulingError, SnapshotError, StateError,
-    StoreError, TenancyError, ValidationError,
+    AuditError, BillingError, Error as CoreError, MoneyError, SchedulingError, SnapshotError,
+    StateError, StoreError, TenancyError, ValidationError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -72,6 +72,7 @@ core_from!(
     AuditError,
     TenancyError,
     MoneyError,
+    BillingError,
     StateError,
     SnapshotError,
     SchedulingError
@@ -184,6 +185,7 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             ),
             _ => ("OmniCloudError", vec![]),
         },
+        CoreError::Billing(e) => classify_billing(e),
         CoreError::State(e) => classify_state(e),
         CoreError::Scheduling(e) => classify_scheduling(e),
         CoreError::Snapshot(e) => classify_snapshot(e),
@@ -217,6 +219,35 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             _ => ("OmniCloudError", vec![]),
         },
         _ => ("OmniCloudError", vec![]),
+    }
+}
+
+fn classify_billing(err: &BillingError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::{Number, Text};
+    match err {
+        BillingError::InvoiceImmutable { invoice_id, .. } => (
+            "InvoiceImmutableError",
+            vec![("invoice_id", Text(invoice_id.clone()))],
+        ),
+        BillingError::UnknownInvoice { invoice_id } => (
+            "UnknownInvoiceError",
+            vec![("invoice_id", Text(invoice_id.clone()))],
+        ),
+        BillingError::PriceNotFound { meter, region } => (
+            "PriceNotFoundError",
+            vec![
+                ("meter", Text(meter.clone())),
+                ("region", region.clone().map_or(Field::None, Text)),
+            ],
+        ),
+        BillingError::Invalid { what, .. } => {
+            ("ValidationError", vec![("field", Text((*what).to_owned()))])
+        }
+        BillingError::MigrationStopped { processed, .. } => (
+            "MigrationStoppedError",
+            vec![("processed", Number(Some(*processed)))],
+        ),
+        _ => ("BillingError", vec![]),
     }
 }
 

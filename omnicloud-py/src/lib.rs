@@ -9,6 +9,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod audit;
+mod billing;
 mod clock;
 mod convert;
 mod drift;
@@ -39,6 +40,11 @@ mod _omnicloud {
     use super::_raise_internal_error;
     #[pymodule_export]
     use super::audit::{AuditEvent, AuditLog, AuditVerification};
+    #[pymodule_export]
+    use super::billing::{
+        BillingAccount, BillingService, Discount, Invoice, InvoiceLine, MigrationProgress,
+        MigrationReport, PoolAllocation, PoolShare, migrate_billing_currency,
+    };
     #[pymodule_export]
     use super::clock::{ManualClock, SystemClock};
     #[pymodule_export]

@@ -98,7 +98,7 @@ pub struct Money {
     pub(crate) inner: core::Money,
 }
 
-fn strategy_arg(name: &str) -> PyResult<RoundingStrategy> {
+pub(crate) fn strategy_arg(name: &str) -> PyResult<RoundingStrategy> {
     Ok(match name {
         "half_away_from_zero" => RoundingStrategy::HalfAwayFromZero,
         "half_even" => RoundingStrategy::HalfEven,
@@ -267,6 +267,12 @@ pub struct ExchangeRate {
     inner: core::ExchangeRate,
 }
 
+impl ExchangeRate {
+    pub(crate) fn wrap(inner: core::ExchangeRate) -> Self {
+        Self { inner }
+    }
+}
+
 #[pymethods]
 impl ExchangeRate {
     /// The currency converted from.
@@ -313,7 +319,7 @@ impl ExchangeRate {
 /// The append-only exchange-rate history.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct ExchangeRates {
-    inner: core::ExchangeRates,
+    pub(crate) inner: std::sync::Arc<core::ExchangeRates>,
 }
 
 #[pymethods]
@@ -329,7 +335,9 @@ impl ExchangeRates {
             }
             None => core::ExchangeRates::new(),
         };
-        Ok(Self { inner })
+        Ok(Self {
+            inner: std::sync::Arc::new(inner),
+        })
     }
 
     /// Records a rate (Decimal, int or str; never float). History is append-only.

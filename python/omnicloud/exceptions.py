@@ -28,6 +28,11 @@ __all__ = [
     "CurrencyNotBillableError",
     "MoneyOverflowError",
     "ExchangeRateNotFoundError",
+    "BillingError",
+    "InvoiceImmutableError",
+    "UnknownInvoiceError",
+    "PriceNotFoundError",
+    "MigrationStoppedError",
     "InvalidTransitionError",
     "UnknownResourceError",
     "DuplicateResourceError",
@@ -137,6 +142,39 @@ class ExchangeRateNotFoundError(OmniCloudError, LookupError):
 
     base: str
     quote: str
+
+
+class BillingError(OmniCloudError):
+    """Billing refused an operation (base of the billing exceptions)."""
+
+
+class InvoiceImmutableError(BillingError):
+    """An issued invoice would change (``invoice_id``): usage or a pool charge falling into its
+    period, or a second invoice for the same period. Corrections are credit notes."""
+
+    invoice_id: str
+
+
+class UnknownInvoiceError(BillingError, LookupError):
+    """No invoice or credit note has this ``invoice_id``."""
+
+    invoice_id: str
+
+
+class PriceNotFoundError(BillingError, LookupError):
+    """No price is set for ``meter`` (in ``region`` or as the meter's default), in any currency."""
+
+    meter: str
+    region: str | None
+
+
+class MigrationStoppedError(BillingError):
+    """The currency migration was stopped by its progress callback after ``processed`` tenants.
+
+    The batches done so far are checkpointed; running the migration again resumes after them.
+    """
+
+    processed: int
 
 
 class MoneyOverflowError(OmniCloudError, ArithmeticError):

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "billing: append-only exchange-rate history",
         sql: crate::billing::FX_SCHEMA,
     },
+    Migration {
+        version: 5,
+        name: "billing: accounts, currencies, prices, usage, invoices, credits, pools, migration checkpoint",
+        sql: crate::billing::SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").

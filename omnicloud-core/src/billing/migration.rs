@@ -1,0 +1,347 @@
+//! The currency migration: from the legacy USD-only billing to per-tenant billing currencies.
+//!
+//! Legacy accounts are processed in id order, in batches. One batch is one transaction: each
+//! account gets its billing currency (effective from the next billing period, so a period in
+//! progress finishes in USD), its legacy invoices are copied into the invoice table as legacy
+//! USD invoices (the legacy rows themselves are never touched), and the checkpoint moves past
+//! the batch. Killed at any point, a run loses at most the batch in flight, which rolls back;
+//! the next run resumes after the checkpoint. An account is marked when it is migrated, so it
+//! is never processed twice, and a finished pass is followed by a new one that picks up
+//! accounts imported since, so none is skipped.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::Currency;
+use super::service::{insert_change, legacy_row, legacy_to_invoice, next_period_start};
+use crate::clock::SharedClock;
+use crate::error::{BillingError, Error, Result};
+use crate::ids::TenantId;
+use crate::store::{Store, format_timestamp};
+
+/// How to run the migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationOptions {
+    /// Accounts per batch (and per checkpoint); at least 1.
+    pub batch_size: usize,
+    /// Report what would change without writing anything (not even the checkpoint).
+    pub dry_run: bool,
+    /// When new currencies take effect; by default the start of the next calendar month.
+    pub effective_from: Option<DateTime<Utc>>,
+}
+
+impl Default for MigrationOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            dry_run: false,
+            effective_from: None,
+        }
+    }
+}
+
+/// Progress after a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationProgress {
+    /// Accounts processed in this pass so far (earlier runs included).
+    pub processed: u64,
+    /// Accounts this pass will process in all.
+    pub total: u64,
+    /// Batches committed by this run.
+    pub batches: u64,
+    /// The last account processed.
+    pub last_tenant_id: Option<String>,
+}
+
+/// What a run did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// Accounts processed by this run.
+    pub processed: u64,
+    /// Accounts processed in this pass by earlier, interrupted runs.
+    pub resumed_after: u64,
+    /// Accounts given a currency, by currency (this run).
+    pub currencies: BTreeMap<String, u64>,
+    /// Legacy invoices copied into the invoice table (this run).
+    pub invoices_backfilled: u64,
+    /// Batches committed (this run).
+    pub batches: u64,
+    /// When the new currencies take effect.
+    pub effective_from: DateTime<Utc>,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+}
+
+/// Chooses an account's billing currency; `None` falls back to the tenant registry's
+/// `billing_currency`, then USD.
+pub type CurrencyFor<'a> = dyn FnMut(&TenantId) -> Result<Option<Currency>> + 'a;
+
+/// Told after every committed batch; `Break(reason)` stops the run (the work so far is kept).
+pub type ProgressFn<'a> = dyn FnMut(&MigrationProgress) -> ControlFlow<String> + 'a;
+
+/// Migrates legacy accounts to billing currencies; see the module documentation.
+pub fn migrate_billing_currency(
+    store: &Store,
+    clock: &SharedClock,
+    options: MigrationOptions,
+    currency_for: &mut CurrencyFor<'_>,
+    progress: &mut ProgressFn<'_>,
+) -> Result<MigrationReport> {
+    if options.batch_size == 0 {
+        return Err(BillingError::Invalid {
+            what: "migration",
+            reason: "batch_size must be at least 1".into(),
+        }
+        .into());
+    }
+    let sql = |e| Error::Store(store.sqlite_error(e));
+    let now = clock.now();
+    let effective_from = options
+        .effective_from
+        .unwrap_or_else(|| next_period_start(now));
+    let effective_text = format_timestamp(effective_from);
+    let checkpoint = store.read(read_checkpoint)?;
+    // A finished (or never started) pass begins a new one from the first account.
+    let (mut last, resumed_after) = match &checkpoint {
+        Some(cp) if cp.finished_at.is_none() => (cp.last_tenant_id.clone(), cp.processed),
+        _ => (String::new(), 0),
+    };
+    let remaining: u64 = store.read(|c| {
+        c.query_row(
+            "SELECT count(*) FROM billing_accounts
+             WHERE legacy = 1 AND migrated_at IS NULL AND tenant_id > ?1",
+            [&last],
+            |r| r.get(0),
+        )
+    })?;
+    let total = resumed_after + remaining;
+    let mut report = MigrationReport {
+        processed: 0,
+        resumed_after,
+        currencies: BTreeMap::new(),
+        invoices_backfilled: 0,
+        batches: 0,
+        effective_from,
+        dry_run: options.dry_run,
+    };
+    let limit = i64::try_from(options.batch_size).unwrap_or(i64::MAX);
+    loop {
+        let batch: Vec<String> = store.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tenant_id FROM billing_accounts
+                 WHERE legacy = 1 AND migrated_at IS NULL AND tenant_id > ?1
+                 ORDER BY tenant_id LIMIT ?2",
+            )?;
+            stmt.query_map(params![last, limit], |r| r.get(0))?
+                .collect()
+        })?;
+        let Some(batch_last) = batch.last().cloned() else {
+            break;
+        };
+        // Choose currencies before the write lock is taken (the chooser may be slow).
+        let mut chosen = Vec::with_capacity(batch.len());
+        for tenant in &batch {
+            let id = TenantId::new(tenant.clone())?;
+            let currency = match currency_for(&id)? {
+                Some(c) => c,
+                None => registry_currency(store, tenant)?.unwrap_or_else(Currency::usd),
+            };
+            currency.billable_minor_units()?;
+            chosen.push((tenant.as_str(), currency));
+        }
+        let backfilled = if options.dry_run {
+            store.read(|c| count_legacy(c, &batch))?
+        } else {
+            store.write(|tx| -> Result<u64> {
+                let mut copied = 0;
+                for (tenant, currency) in &chosen {
+                    // Re-checked under the write lock: a concurrent run may have done it.
+                    let pending: bool = tx
+                        .prepare_cached(
+                            "SELECT 1 FROM billing_accounts
+                             WHERE tenant_id = ?1 AND legacy = 1 AND migrated_at IS NULL",
+                        )
+                        .and_then(|mut s| s.exists([tenant]))
+                        .map_err(sql)?;
+                    if !pending {
+                        continue;
+                    }
+                    let has_currency: bool = tx
+                        .prepare_cached(
+                            "SELECT 1 FROM billing_currency_changes WHERE tenant_id = ?1",
+                        )
+                        .and_then(|mut s| s.exists([tenant]))
+                        .map_err(sql)?;
+                    if !has_currency {
+                        insert_change(tx, tenant, &effective_text, *currency, now).map_err(sql)?;
+                    }
+                    copied += copy_legacy_invoices(store, tx, tenant)?;
+                    tx.prepare_cached(
+                        "UPDATE billing_accounts SET migrated_at = ?2 WHERE tenant_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![tenant, format_timestamp(now)]))
+                    .map_err(sql)?;
+                }
+                let done = resumed_after + report.processed + batch.len() as u64;
+                write_checkpoint(tx, &batch_last, done, copied, now).map_err(sql)?;
+                Ok(copied)
+            })?
+        };
+        report.processed += batch.len() as u64;
+        report.invoices_backfilled += backfilled;
+        report.batches += 1;
+        for (_, currency) in &chosen {
+            *report
+                .currencies
+                .entry(currency.code().to_owned())
+                .or_default() += 1;
+        }
+        last = batch_last;
+        let step = MigrationProgress {
+            processed: resumed_after + report.processed,
+            total,
+            batches: report.batches,
+            last_tenant_id: Some(last.clone()),
+        };
+        if let ControlFlow::Break(reason) = progress(&step) {
+            return Err(BillingError::MigrationStopped {
+                processed: step.processed,
+                reason,
+            }
+            .into());
+        }
+    }
+    if !options.dry_run {
+        store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE billing_migration_checkpoint SET finished_at = ?1, updated_at = ?1 WHERE id = 1",
+                [format_timestamp(now)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })?;
+    }
+    Ok(report)
+}
+
+/// The checkpoint of the current or last pass.
+#[derive(Debug, Clone)]
+struct Checkpoint {
+    last_tenant_id: String,
+    processed: u64,
+    finished_at: Option<String>,
+}
+
+fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
+    conn.query_row(
+        "SELECT last_tenant_id, processed, finished_at FROM billing_migration_checkpoint WHERE id = 1",
+        [],
+        |r| {
+            Ok(Checkpoint {
+                last_tenant_id: r.get(0)?,
+                processed: r.get(1)?,
+                finished_at: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+fn write_checkpoint(
+    tx: &Connection,
+    last: &str,
+    processed: u64,
+    copied: u64,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let at = format_timestamp(now);
+    // A new pass (after a finished one) restarts the counters.
+    tx.execute(
+        "INSERT INTO billing_migration_checkpoint
+         (id, last_tenant_id, processed, currencies_set, invoices_backfilled, started_at, updated_at)
+         VALUES (1, ?1, ?2, ?2, ?3, ?4, ?4)
+         ON CONFLICT (id) DO UPDATE SET
+             last_tenant_id = excluded.last_tenant_id,
+             processed = excluded.processed,
+             currencies_set = excluded.currencies_set,
+             invoices_backfilled = CASE WHEN finished_at IS NULL
+                 THEN invoices_backfilled + excluded.invoices_backfilled
+                 ELSE excluded.invoices_backfilled END,
+             started_at = CASE WHEN finished_at IS NULL THEN started_at ELSE excluded.started_at END,
+             updated_at = excluded.updated_at,
+             finished_at = NULL",
+        params![last, processed, copied, at],
+    )
+}
+
+fn registry_currency(store: &Store, tenant: &str) -> Result<Option<Currency>> {
+    let code: Option<String> = store.read(|c| {
+        c.prepare_cached("SELECT billing_currency FROM tenants WHERE id = ?1")?
+            .query_row([tenant], |r| r.get(0))
+            .optional()
+    })?;
+    Ok(code.and_then(|c| Currency::new(&c).ok()))
+}
+
+fn count_legacy(conn: &Connection, tenants: &[String]) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*) FROM billing_legacy_invoices l WHERE l.tenant_id = ?1
+         AND NOT EXISTS (SELECT 1 FROM billing_invoices i WHERE i.id = l.id)",
+    )?;
+    let mut n = 0u64;
+    for t in tenants {
+        n += stmt.query_row([t], |r| r.get::<_, u64>(0))?;
+    }
+    Ok(n)
+}
+
+/// Copies a tenant's legacy invoices into the invoice table as legacy USD invoices.
+fn copy_legacy_invoices(store: &Store, tx: &Connection, tenant: &str) -> Result<u64> {
+    let sql = |e| Error::Store(store.sqlite_error(e));
+    let rows = tx
+        .prepare_cached(
+            "SELECT l.id, l.tenant_id, l.amount_usd, l.period_start, l.period_end, l.issued_at
+             FROM billing_legacy_invoices l WHERE l.tenant_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM billing_invoices i WHERE i.id = l.id)",
+        )
+        .and_then(|mut s| {
+            s.query_map([tenant], legacy_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sql)?;
+    let mut copied = 0;
+    for row in rows {
+        let amount_text = row.2.clone();
+        let (start, end) = (row.3.clone(), row.4.clone());
+        let invoice = legacy_to_invoice(store, row)?;
+        let document = serde_json::to_string(&invoice).map_err(|e| BillingError::Invalid {
+            what: "legacy invoice",
+            reason: format!("cannot encode: {e}"),
+        })?;
+        tx.prepare_cached(
+            "INSERT INTO billing_invoices (id, tenant_id, kind, corrects, period_start, period_end,
+                 currency, total, exchange_rate_to_usd, rate_as_of, rate_source, total_usd,
+                 issued_at, legacy, document)
+             VALUES (?1, ?2, 'invoice', NULL, ?3, ?4, 'USD', ?5, '1', ?6, ?7, ?5, ?6, 1, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                invoice.id,
+                tenant,
+                start,
+                end,
+                amount_text,
+                format_timestamp(invoice.issued_at),
+                invoice.rate_source,
+                document
+            ])
+        })
+        .map_err(sql)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
