@@ -23,6 +23,9 @@ pub enum Command {
         #[arg(long, default_value = crate::demo::DEFAULT_DB)]
         db: PathBuf,
     },
+    /// Backfill billing currencies for legacy (USD-only) billing accounts, in checkpointed
+    /// batches; killed at any point, the next run resumes after the last committed batch.
+    MigrateCurrency(crate::migrate::MigrateArgs),
     /// Work with the audit trail of a database file.
     Audit {
         /// What to do with it.

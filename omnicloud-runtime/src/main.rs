@@ -1,5 +1,5 @@
-//! The `omnicloud` command: demo, audit verification (and, as capabilities arrive, the REST
-//! server and the currency migration).
+//! The `omnicloud` command: demo, audit verification and the billing currency migration (and,
+//! as capabilities arrive, the REST server).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = match cli.command {
         Command::Demo { db } => demo::run(&db, db.as_os_str() == demo::DEFAULT_DB, &mut out),
+        Command::MigrateCurrency(args) => omnicloud_runtime::migrate::run(&args, &mut out),
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => verify_audit(&db, &mut out),

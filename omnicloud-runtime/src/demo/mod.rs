@@ -18,6 +18,8 @@ use omnicloud_core::state::{
 use omnicloud_core::store::Store;
 use omnicloud_core::tenancy::{Tenant, TenantRegistry};
 
+mod billing;
+
 /// The database file the demo uses when none is given.
 pub const DEFAULT_DB: &str = "omnicloud-demo.db";
 
@@ -132,7 +134,7 @@ pub fn run(
     // State: a three-tier service rolled out in dependency order, drift, a snapshot.
     let acme = tenant_id("acme")?;
     let state = StateManager::new(
-        Arc::new(SqliteStateStore::new(store)?),
+        Arc::new(SqliteStateStore::new(store.clone())?),
         clock.clone(),
         bus,
         Some(SnapshotManager::open(snapshot_dir(db)).map_err(omnicloud_core::Error::from)?),
@@ -231,6 +233,9 @@ pub fn run(
         ),
     )?;
 
+    // Billing.
+    let billing_ok = billing::run(&mut t, &store)?;
+
     // Audit trail.
     audit.append(
         AuditRecord::new("alice@acme.example", "policy.reviewed")
@@ -304,7 +309,7 @@ pub fn run(
         db.display()
     )?;
     Ok(
-        if original.is_intact() && copy_report.first_violation.is_some() {
+        if billing_ok && original.is_intact() && copy_report.first_violation.is_some() {
             std::process::ExitCode::SUCCESS
         } else {
             std::process::ExitCode::FAILURE
@@ -390,6 +395,11 @@ mod tests {
             "chain intact:",
             "copy: tampering detected at audit entry seq 2",
             "original still intact: yes",
+            "globex January: compute.vcpu_hours 500 = 19.50 EUR",
+            "initech's EUR voucher is untouched by its JPY invoice: 5.00 EUR",
+            "acme switches to EUR: February is finished in USD, EUR from 2026-03-01",
+            "shares sum to 1000.00 USD",
+            "legacy invoice LEG-2025-12-0001 still 42.00 USD (legacy: true)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
