@@ -148,7 +148,8 @@ pub(crate) struct Settlement {
 /// Settles rated lines: subtotal, then percentage discounts (each on what is left), then fixed
 /// discounts in `currency` (capped at what is left), then up to `wallet` in credits.
 ///
-/// Discounts in another currency are skipped (they stay for a later invoice in their currency).
+/// Discounts in another currency are skipped (they stay for a later invoice in their currency),
+/// and so is every discount once nothing is left to discount (a use is never spent on zero).
 /// Percentages are rounded with `rounding`; everything else is already in minor units.
 pub(crate) fn settle(
     currency: Currency,
@@ -168,6 +169,9 @@ pub(crate) fn settle(
         DiscountTerms::Amount(_) => None,
     });
     for (discount, p) in percent {
+        if due.amount().is_zero() {
+            break;
+        }
         let off = due
             .checked_mul(p / Decimal::ONE_HUNDRED)?
             .rounded_with(rounding)?;
@@ -182,6 +186,9 @@ pub(crate) fn settle(
         _ => None,
     });
     for (discount, amount) in fixed {
+        if due.amount().is_zero() {
+            break;
+        }
         let off = Money::new(amount.amount().min(due.amount()), currency).rounded_with(rounding)?;
         due = due.checked_sub(&off)?;
         applied.push(AppliedDiscount {
@@ -288,5 +295,53 @@ mod tests {
         assert_eq!(s.discounts[0].amount.amount(), d("5"));
         assert_eq!(s.credits_applied.amount(), d("0"));
         assert_eq!(s.total.amount(), d("0"));
+    }
+
+    #[test]
+    fn nothing_due_spends_no_discount() {
+        let discounts = [
+            discount("ten", DiscountTerms::Percent(d("10"))),
+            discount("five", DiscountTerms::Amount(Money::new(d("5"), c("USD")))),
+        ];
+        let s = settle(
+            c("USD"),
+            &[],
+            &discounts,
+            d("3"),
+            RoundingStrategy::default(),
+        )
+        .expect("settle");
+        assert!(s.discounts.is_empty());
+        assert_eq!(s.total.amount(), d("0.00"));
+        assert_eq!(s.credits_applied.amount(), d("0.00"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn settlement_adds_up_and_never_goes_negative(
+            cents in proptest::collection::vec(0i64..1_000_000, 0..6),
+            percent in proptest::option::of(1u32..=100),
+            fixed in proptest::option::of(1i64..500_000),
+            wallet in 0i64..1_000_000,
+        ) {
+            let lines: Vec<InvoiceLine> = cents
+                .iter()
+                .map(|c| line(&Decimal::new(*c, 2).to_string(), "EUR"))
+                .collect();
+            let mut discounts = Vec::new();
+            if let Some(p) = percent {
+                discounts.push(discount("p", DiscountTerms::Percent(Decimal::from(p))));
+            }
+            if let Some(f) = fixed {
+                discounts.push(discount("f", DiscountTerms::Amount(Money::new(Decimal::new(f, 2), c("EUR")))));
+            }
+            let s = settle(c("EUR"), &lines, &discounts, Decimal::new(wallet, 2), RoundingStrategy::default())
+                .expect("settle");
+            let off: Decimal = s.discounts.iter().map(|a| a.amount.amount()).sum();
+            proptest::prop_assert_eq!(s.subtotal.amount() - off - s.credits_applied.amount(), s.total.amount());
+            proptest::prop_assert!(s.total.amount() >= Decimal::ZERO);
+            proptest::prop_assert!(s.credits_applied.amount() <= Decimal::new(wallet, 2));
+            proptest::prop_assert_eq!(s.total.amount().scale(), 2);
+        }
     }
 }

@@ -37,3 +37,6 @@ pub use service::{
 
 pub(crate) use fx::SCHEMA as FX_SCHEMA;
 pub(crate) use schema::SCHEMA;
+
+#[cfg(test)]
+mod tests;
