@@ -657,7 +657,10 @@ impl BillingService {
 
     /// Gives a discount: exactly one of `percent` (any currency) or `amount` (a Money; only
     /// invoices in its currency), for the next `invoices` invoices (None: every invoice).
-    #[pyo3(signature = (tenant_id, percent = None, amount = None, invoices = Some(1)))]
+    #[pyo3(
+        signature = (tenant_id, percent = None, amount = None, invoices = Some(1)),
+        text_signature = "(self, /, tenant_id, percent=None, amount=None, invoices=1)"
+    )]
     fn add_discount(
         &self,
         py: Python<'_>,
