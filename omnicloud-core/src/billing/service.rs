@@ -142,8 +142,8 @@ impl UsageIndex {
     }
 }
 
-/// The latest unit prices by (meter, region or ""), each by currency.
-type PriceList = HashMap<(String, String), BTreeMap<Currency, Decimal>>;
+/// The latest unit prices by meter, then region ("" for the meter's default), then currency.
+type PriceList = HashMap<String, HashMap<String, BTreeMap<Currency, Decimal>>>;
 
 /// Everything an invoicing transaction reads once and shares across tenants.
 struct RatingContext<'a> {
@@ -173,8 +173,8 @@ impl RatingContext<'_> {
     ) -> Result<(Money, Option<ExchangeRate>)> {
         let list = self
             .prices
-            .get(&(meter.to_owned(), region.to_owned()))
-            .or_else(|| self.prices.get(&(meter.to_owned(), String::new())))
+            .get(meter)
+            .and_then(|regions| regions.get(region).or_else(|| regions.get("")))
             .ok_or_else(|| BillingError::PriceNotFound {
                 meter: meter.to_owned(),
                 region: Some(region.to_owned()),
@@ -492,18 +492,24 @@ impl BillingService {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(self.sql())?;
-            let mut known: Option<&str> = None;
+            // Each tenant's invoiced periods, read once per call.
+            let mut invoiced: HashMap<&str, Vec<(String, Period)>> = HashMap::new();
             let mut first = 0;
             for (i, r) in records.iter().enumerate() {
                 let tenant = r.tenant_id.as_str();
-                if known != Some(tenant) {
+                if !invoiced.contains_key(tenant) {
                     if !exists.exists([tenant]).map_err(self.sql())? {
                         return Err(unknown_tenant(tenant));
                     }
-                    known = Some(tenant);
+                    invoiced.insert(tenant, self.invoiced_periods(tx, tenant)?);
                 }
                 let (start_us, end_us) = (micros(r.start), micros(r.end));
-                self.refuse_invoiced(tx, tenant, r.start, r.end, "usage")?;
+                Self::refuse_invoiced(
+                    invoiced.get(tenant).map_or(&[], Vec::as_slice),
+                    r.start,
+                    r.end,
+                    "usage",
+                )?;
                 insert
                     .execute(params![
                         tenant,
@@ -541,43 +547,52 @@ impl BillingService {
         Ok(records.len())
     }
 
-    /// Fails with [`BillingError::InvoiceImmutable`] if an issued invoice of the tenant covers
-    /// any part of `[start, end]`.
+    /// The periods of the tenant's issued invoices, with their ids.
+    fn invoiced_periods(&self, conn: &Connection, tenant: &str) -> Result<Vec<(String, Period)>> {
+        let rows: Vec<(String, String, String)> = conn
+            .prepare_cached(
+                "SELECT id, period_start, period_end FROM billing_invoices
+                 WHERE tenant_id = ?1 AND kind = 'invoice' AND legacy = 0",
+            )
+            .and_then(|mut s| {
+                s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(self.sql())?;
+        rows.into_iter()
+            .map(|(id, start, end)| {
+                let decode =
+                    |col, text: &str| self.store.decode_time("billing_invoices", col, text);
+                let period = Period {
+                    start: decode("period_start", &start)?,
+                    end: decode("period_end", &end)?,
+                };
+                Ok((id, period))
+            })
+            .collect()
+    }
+
+    /// Fails with [`BillingError::InvoiceImmutable`] if one of `invoiced` has a share of
+    /// `[start, end)` (or contains the instant, when `start == end`).
     fn refuse_invoiced(
-        &self,
-        conn: &Connection,
-        tenant: &str,
+        invoiced: &[(String, Period)],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         what: &str,
     ) -> Result<()> {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, period_start, period_end FROM billing_invoices
-                 WHERE tenant_id = ?1 AND kind = 'invoice' AND legacy = 0
-                   AND period_start <= ?3 AND period_end > ?2
-                 ORDER BY period_start LIMIT 1",
-            )
-            .map_err(self.sql())?;
-        let hit: Option<(String, String, String)> = stmt
-            .query_row(
-                params![tenant, format_timestamp(start), format_timestamp(end)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(self.sql())?;
-        match hit {
-            // A record ending exactly where the invoice starts has no share in it.
-            Some((id, ps, pe)) if !(start < end && format_timestamp(end) == ps) => {
-                Err(BillingError::InvoiceImmutable {
-                    invoice_id: id,
-                    reason: format!(
-                        "{what} from {start} to {end} falls into its period {ps} to {pe}"
-                    ),
-                }
-                .into())
+        match invoiced
+            .iter()
+            .find(|(_, p)| p.touches(micros(start), micros(end)))
+        {
+            Some((id, p)) => Err(BillingError::InvoiceImmutable {
+                invoice_id: id.clone(),
+                reason: format!(
+                    "{what} from {start} to {end} falls into its period {} to {}",
+                    p.start, p.end
+                ),
             }
-            _ => Ok(()),
+            .into()),
+            None => Ok(()),
         }
     }
 
@@ -981,7 +996,9 @@ impl BillingService {
             let price = Decimal::from_str(&price)
                 .map_err(|e| self.decode_error("billing_prices", "unit_price", e.to_string()))?;
             prices
-                .entry((meter, region))
+                .entry(meter)
+                .or_default()
+                .entry(region)
                 .or_default()
                 .insert(currency, price);
         }
@@ -1026,23 +1043,31 @@ impl BillingService {
         bill: &TenantBill<'_>,
     ) -> Result<Invoice> {
         let currency = bill.currency;
-        let mut quantities: BTreeMap<(&str, &str), Decimal> = BTreeMap::new();
+        // Summed by interned (meter, region), then ordered by name.
+        let mut sums: HashMap<(u32, u32), Decimal> = HashMap::new();
         for u in bill.usage {
             if !ctx.period.touches(u.start_us, u.end_us) {
                 continue;
             }
             let q = ctx.period.prorate(u.quantity, u.start_us, u.end_us)?;
-            let key = (
-                index.names[u.meter as usize].as_str(),
-                index.names[u.region as usize].as_str(),
-            );
-            let slot = quantities.entry(key).or_insert(Decimal::ZERO);
+            let slot = sums.entry((u.meter, u.region)).or_insert(Decimal::ZERO);
             *slot = slot.checked_add(q).ok_or(MoneyError::Overflow {
                 operation: "sum usage",
             })?;
         }
+        let mut quantities: Vec<(&str, &str, Decimal)> = sums
+            .into_iter()
+            .map(|((m, r), q)| {
+                (
+                    index.names[m as usize].as_str(),
+                    index.names[r as usize].as_str(),
+                    q,
+                )
+            })
+            .collect();
+        quantities.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let mut lines = Vec::with_capacity(quantities.len() + bill.charges.len());
-        for ((meter, region), quantity) in quantities {
+        for (meter, region, quantity) in quantities {
             let (unit_price, conversion) = ctx.unit_price(meter, region, currency)?;
             let amount = unit_price
                 .checked_mul(quantity)?
@@ -1371,7 +1396,8 @@ impl BillingService {
                 if !account_exists(tx, tenant.as_str()).map_err(self.sql())? {
                     return Err(unknown_tenant(tenant.as_str()));
                 }
-                self.refuse_invoiced(tx, tenant.as_str(), at, at, "a pool charge")?;
+                let invoiced = self.invoiced_periods(tx, tenant.as_str())?;
+                Self::refuse_invoiced(&invoiced, at, at, "a pool charge")?;
                 let currency = self.currency_in(tx, tenant.as_str(), at)?;
                 let (converted, rate) = self.rates.convert(&share, currency, at)?;
                 out.push(PoolShare {
