@@ -52,6 +52,24 @@ impl Currency {
         self.inner.name().to_owned()
     }
 
+    /// Whether ISO 4217 has withdrawn the code (it parses, but cannot be billed).
+    #[getter]
+    fn withdrawn(&self) -> bool {
+        self.inner.is_withdrawn()
+    }
+
+    /// Whether money in this currency can be billed (it has a minor unit and is current).
+    #[getter]
+    fn billable(&self) -> bool {
+        self.inner.billable_minor_units().is_ok()
+    }
+
+    /// Every currency of the ISO 4217 list of 2026-01-01, sorted by code.
+    #[staticmethod]
+    fn all() -> Vec<Currency> {
+        core::Currency::all().map(|inner| Currency { inner }).collect()
+    }
+
     /// Equal to another Currency with the same code, or to the code itself.
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         if let Ok(c) = other.cast::<Currency>() {

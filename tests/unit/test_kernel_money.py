@@ -146,3 +146,19 @@ def test_allocation_parts_always_sum_to_the_total(cents: int, weights: list[int]
     parts = total.allocate(weights)  # type: ignore[arg-type]
     assert sum(p.amount for p in parts) == total.amount
     assert all(p.amount == 0 for p, w in zip(parts, weights) if w == 0)
+
+
+def test_currency_all_is_the_iso_4217_list_of_2026() -> None:
+    codes = [c.code for c in oc.Currency.all()]
+    assert len(codes) == 178
+    assert codes == sorted(codes)
+    assert {"USD", "EUR", "JPY", "KWD", "XCG", "ZWG", "XAU"} <= set(codes)
+    assert not {"HRK", "BGN", "ANG", "CUC", "SLL", "ZWL"} & set(codes)
+    billable = [c for c in oc.Currency.all() if c.billable]
+    assert len(billable) == 165
+    assert all(c.minor_units is not None for c in billable)
+    for code in ["HRK", "BGN"]:
+        withdrawn = oc.Currency(code)
+        assert withdrawn.withdrawn and not withdrawn.billable
+        with pytest.raises(oc.CurrencyNotBillableError):
+            oc.Money("1", code).rounded()
