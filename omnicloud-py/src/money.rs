@@ -67,7 +67,9 @@ impl Currency {
     /// Every currency of the ISO 4217 list of 2026-01-01, sorted by code.
     #[staticmethod]
     fn all() -> Vec<Currency> {
-        core::Currency::all().map(|inner| Currency { inner }).collect()
+        core::Currency::all()
+            .map(|inner| Currency { inner })
+            .collect()
     }
 
     /// Equal to another Currency with the same code, or to the code itself.
