@@ -667,9 +667,18 @@ impl BillingService {
         tenant_id: &str,
         percent: Option<&Bound<'_, PyAny>>,
         amount: Option<&Bound<'_, PyAny>>,
-        invoices: Option<u32>,
+        invoices: Option<i64>,
     ) -> PyResult<Discount> {
         let id = tenant_id_arg(tenant_id)?;
+        let invoices = invoices
+            .map(|n| {
+                u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                    BindingError::value(format!(
+                        "invoices must be a positive number of invoices or None, got {n}"
+                    ))
+                })
+            })
+            .transpose()?;
         let terms = match (
             percent.filter(|p| !p.is_none()),
             amount.filter(|a| !a.is_none()),
@@ -965,7 +974,7 @@ impl MigrationReport {
 pub(crate) fn migrate_billing_currency(
     py: Python<'_>,
     store: &Bound<'_, Store>,
-    batch_size: usize,
+    batch_size: i64,
     currency_for: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
     dry_run: bool,
@@ -974,6 +983,12 @@ pub(crate) fn migrate_billing_currency(
 ) -> PyResult<MigrationReport> {
     let store = store.get().inner.clone();
     let clock = clock_arg(clock)?;
+    let batch_size = usize::try_from(batch_size)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            BindingError::value(format!("batch_size must be at least 1, got {batch_size}"))
+        })?;
     let options = MigrationOptions {
         batch_size,
         dry_run,

@@ -383,6 +383,13 @@ impl ExchangeRates {
             .map_err(|e| BindingError::from(e).into())
     }
 
+    /// Loads rates added to the store by other connections or processes since the last load
+    /// (services call it before each run; a history without a store has nothing to load).
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        let rates = self.inner.clone();
+        crate::gateway::detached(py, move || rates.refresh())
+    }
+
     /// The rate from `base` to `quote` at `at` (recorded, inverted or triangulated).
     fn rate(
         &self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,27 @@ def test_a_store_keeps_the_history(tmp_path: object) -> None:
     assert again.rate("EUR", "USD", day(2)) == Decimal("1.0834567890123")
     with pytest.raises(oc.ValidationError, match="append-only"):
         again.set_rate("EUR", "USD", "2", day(1))
+
+
+def test_rates_published_by_another_connection_reach_a_running_billing_service(
+    db_path: Path, clock: oc.ManualClock
+) -> None:
+    """A long-lived service sees rates another process publishes after it started."""
+    store = oc.Store.open(db_path)
+    billing = oc.BillingService(store, clock)  # its own persisted history, loaded now
+    billing.upsert_tenant("acme", "EUR")
+    billing.set_price("cpu", oc.Money("1.00", "EUR"))
+    start = clock.now() - dt.timedelta(days=1)
+    billing.record_usage("acme", "cpu", 10, "eu-west-1", start, start + dt.timedelta(hours=1))
+    with pytest.raises(oc.ExchangeRateNotFoundError):
+        billing.preview_invoice("acme", start, clock.now())
+    publisher = oc.ExchangeRates(oc.Store.open(db_path))  # another connection
+    publisher.set_rate("EUR", "USD", Decimal("1.25"), start)
+    invoice = billing.preview_invoice("acme", start, clock.now())
+    assert invoice.exchange_rate_to_usd == Decimal("1.25")
+    assert invoice.total_usd == oc.Money("12.50", "USD")
+    reader = oc.ExchangeRates(store)
+    publisher.set_rate("EUR", "USD", Decimal("1.30"), clock.now())
+    assert reader.rate("EUR", "USD", clock.now()) == Decimal("1.25")
+    reader.refresh()
+    assert reader.rate("EUR", "USD", clock.now()) == Decimal("1.30")

@@ -6,7 +6,7 @@
 //! ever overwritten: a second, different rate for the same key is refused.
 
 use std::collections::BTreeMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -58,6 +58,8 @@ type Series = BTreeMap<(DateTime<Utc>, String), Decimal>;
 pub struct ExchangeRates {
     history: RwLock<BTreeMap<Key, Series>>,
     store: Option<Store>,
+    /// The last `fx_rates` row loaded from the store.
+    seen_rowid: Mutex<i64>,
 }
 
 /// Pivot currencies for triangulation, in order of preference.
@@ -71,17 +73,46 @@ impl ExchangeRates {
 
     /// The history kept in `store` (loaded now; every new rate is written there first).
     pub fn persistent(store: Store) -> Result<Self, crate::Error> {
-        let rows: Vec<(String, String, String, String, String)> = store.read(|c| {
-            let mut stmt = c.prepare("SELECT base, quote, as_of, source, rate FROM fx_rates")?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+        let rates = Self {
+            history: RwLock::default(),
+            store: Some(store),
+            seen_rowid: Mutex::new(0),
+        };
+        rates.refresh()?;
+        Ok(rates)
+    }
+
+    /// Loads rates other connections or processes have added to the store since the last
+    /// load (a history in memory only has nothing to load). Services that convert money call
+    /// it before each run, so a long-lived service sees rates published after it started.
+    pub fn refresh(&self) -> Result<(), crate::Error> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut seen = self
+            .seen_rowid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        type Row = (i64, String, String, String, String, String);
+        let rows: Vec<Row> = store.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT rowid, base, quote, as_of, source, rate FROM fx_rates
+                 WHERE rowid > ?1 ORDER BY rowid",
+            )?;
+            stmt.query_map([*seen], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect()
         })?;
-        let mut history: BTreeMap<Key, Series> = BTreeMap::new();
-        for (base, quote, as_of, source, rate) in rows {
+        let mut parsed = Vec::with_capacity(rows.len());
+        for (rowid, base, quote, as_of, source, rate) in rows {
             let decode = |column, reason: String| StoreError::Decode {
                 path: store.label().to_path_buf(),
                 table: "fx_rates",
@@ -94,15 +125,14 @@ impl ExchangeRates {
             let rate = rate
                 .parse::<Decimal>()
                 .map_err(|e| decode("rate", e.to_string()))?;
-            history
-                .entry((base, quote))
-                .or_default()
-                .insert((as_of, source), rate);
+            parsed.push((rowid, (base, quote), (as_of, source), rate));
         }
-        Ok(Self {
-            history: RwLock::new(history),
-            store: Some(store),
-        })
+        let mut history = self.history.write().unwrap_or_else(PoisonError::into_inner);
+        for (rowid, key, when, rate) in parsed {
+            history.entry(key).or_default().entry(when).or_insert(rate);
+            *seen = rowid;
+        }
+        Ok(())
     }
 
     /// Records a rate. Refused: a non-positive rate, a currency against itself, an empty

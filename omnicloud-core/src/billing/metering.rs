@@ -16,6 +16,37 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
+/// Decimal places of a record's cumulative share at a period edge (see [`Period::prorate`]).
+pub const PRORATION_DP: u32 = 18;
+
+/// `quantity × elapsed / duration`, rounded half away from zero to [`PRORATION_DP`] places;
+/// exactly `quantity` at the end and zero at the start.
+fn cumulative_share(quantity: Decimal, elapsed: i64, duration: i64) -> Result<Decimal, MoneyError> {
+    if elapsed <= 0 {
+        return Ok(Decimal::ZERO);
+    }
+    if elapsed >= duration {
+        return Ok(quantity);
+    }
+    let (elapsed, duration) = (Decimal::from(elapsed), Decimal::from(duration));
+    // Multiply first for exactness; a quantity too large for that takes the ratio first.
+    let share = quantity
+        .checked_mul(elapsed)
+        .and_then(|q| q.checked_div(duration))
+        .or_else(|| {
+            elapsed
+                .checked_div(duration)
+                .and_then(|r| quantity.checked_mul(r))
+        })
+        .ok_or(MoneyError::Overflow {
+            operation: "prorate",
+        })?;
+    Ok(share.round_dp_with_strategy(
+        PRORATION_DP,
+        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+    ))
+}
+
 /// A half-open billing period `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Period {
@@ -41,6 +72,10 @@ impl Period {
     /// The share of `quantity`, spread evenly over `[start_us, end_us)`, that falls inside the
     /// period. An instantaneous record (`start_us == end_us`) counts whole in the period that
     /// contains its instant.
+    ///
+    /// A partial share is the difference of the record's cumulative share at the period's two
+    /// edges, each rounded to [`PRORATION_DP`] decimal places, so the shares a record gets in
+    /// adjacent periods always add up to exactly its quantity.
     pub(crate) fn prorate(
         &self,
         quantity: Decimal,
@@ -55,17 +90,17 @@ impl Period {
                 Decimal::ZERO
             });
         }
-        let overlap = end_us.min(pe) - start_us.max(ps);
-        if overlap <= 0 {
+        let (lo, hi) = (start_us.max(ps), end_us.min(pe));
+        if hi <= lo {
             return Ok(Decimal::ZERO);
         }
-        let duration = end_us - start_us;
-        if overlap == duration {
+        if lo == start_us && hi == end_us {
             return Ok(quantity);
         }
-        quantity
-            .checked_mul(Decimal::from(overlap))
-            .and_then(|q| q.checked_div(Decimal::from(duration)))
+        let duration = end_us - start_us;
+        let upto = |t: i64| cumulative_share(quantity, t - start_us, duration);
+        upto(hi)?
+            .checked_sub(upto(lo)?)
             .ok_or(MoneyError::Overflow {
                 operation: "prorate",
             })
@@ -201,6 +236,48 @@ mod tests {
         let b = feb.prorate(q, start, end).expect("feb");
         assert_eq!(a, d("3.5"));
         assert_eq!(a + b, q);
+    }
+
+    #[test]
+    fn indivisible_shares_still_add_up_exactly() {
+        let feb = Period::new(t("2026-02-01T00:00:00Z"), t("2026-03-01T00:00:00Z")).expect("p");
+        let mar = Period::new(t("2026-03-01T00:00:00Z"), t("2026-04-01T00:00:00Z")).expect("p");
+        let start = micros(t("2026-02-28T23:59:31Z"));
+        let end = micros(t("2026-03-01T00:00:01Z"));
+        let (a, b) = (
+            feb.prorate(d("10"), start, end).expect("feb"),
+            mar.prorate(d("10"), start, end).expect("mar"),
+        );
+        assert_eq!(b, d("0.333333333333333333"));
+        assert_eq!(a + b, d("10"));
+        // Three periods: the middle one is a difference of two rounded edges; the sum is exact.
+        let thirds: Vec<Decimal> = [("00", "10"), ("10", "20"), ("20", "30")]
+            .iter()
+            .map(|(a, b)| {
+                Period::new(
+                    t(&format!("2026-01-01T00:00:{a}Z")),
+                    t(&format!("2026-01-01T00:00:{b}Z")),
+                )
+                .expect("p")
+                .prorate(
+                    d("1"),
+                    micros(t("2026-01-01T00:00:00Z")),
+                    micros(t("2026-01-01T00:00:30Z")),
+                )
+                .expect("share")
+            })
+            .collect();
+        assert_eq!(thirds.iter().sum::<Decimal>(), d("1"));
+    }
+
+    #[test]
+    fn huge_quantities_prorate_without_overflow() {
+        let p = january();
+        let start = micros(t("2025-12-15T00:00:00Z"));
+        let end = micros(t("2026-01-15T00:00:00Z"));
+        let q = d("100000000000000000000");
+        let share = p.prorate(q, start, end).expect("prorate");
+        assert_eq!(share, d("45161290322580645161.29032258"));
     }
 
     #[test]

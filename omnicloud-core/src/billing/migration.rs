@@ -64,7 +64,8 @@ pub struct MigrationReport {
     pub processed: u64,
     /// Accounts processed in this pass by earlier, interrupted runs.
     pub resumed_after: u64,
-    /// Accounts given a currency, by currency (this run).
+    /// Accounts given a currency by this run, by currency (accounts that already had one,
+    /// set through the billing service, keep it and are not counted).
     pub currencies: BTreeMap<String, u64>,
     /// Legacy invoices copied into the invoice table (this run).
     pub invoices_backfilled: u64,
@@ -100,6 +101,17 @@ pub fn migrate_billing_currency(
     }
     let sql = |e| Error::Store(store.sqlite_error(e));
     let now = clock.now();
+    if let Some(at) = options.effective_from
+        && at < now
+    {
+        return Err(BillingError::Invalid {
+            what: "migration",
+            reason: format!(
+                "effective_from {at} is in the past (now is {now}); a period in progress must finish in its currency"
+            ),
+        }
+        .into());
+    }
     let effective_from = options
         .effective_from
         .unwrap_or_else(|| next_period_start(now));
@@ -153,11 +165,20 @@ pub fn migrate_billing_currency(
             currency.billable_minor_units()?;
             chosen.push((tenant.as_str(), currency));
         }
-        let backfilled = if options.dry_run {
-            store.read(|c| count_legacy(c, &batch))?
+        let (backfilled, set) = if options.dry_run {
+            store.read(|c| {
+                let mut set = Vec::new();
+                for (tenant, currency) in &chosen {
+                    if !has_currency(c, tenant)? {
+                        set.push(*currency);
+                    }
+                }
+                Ok((count_legacy(c, &batch)?, set))
+            })?
         } else {
-            store.write(|tx| -> Result<u64> {
+            store.write(|tx| -> Result<(u64, Vec<Currency>)> {
                 let mut copied = 0;
+                let mut set = Vec::new();
                 for (tenant, currency) in &chosen {
                     // Re-checked under the write lock: a concurrent run may have done it.
                     let pending: bool = tx
@@ -170,14 +191,9 @@ pub fn migrate_billing_currency(
                     if !pending {
                         continue;
                     }
-                    let has_currency: bool = tx
-                        .prepare_cached(
-                            "SELECT 1 FROM billing_currency_changes WHERE tenant_id = ?1",
-                        )
-                        .and_then(|mut s| s.exists([tenant]))
-                        .map_err(sql)?;
-                    if !has_currency {
+                    if !has_currency(tx, tenant).map_err(sql)? {
                         insert_change(tx, tenant, &effective_text, *currency, now).map_err(sql)?;
+                        set.push(*currency);
                     }
                     copied += copy_legacy_invoices(store, tx, tenant)?;
                     tx.prepare_cached(
@@ -188,13 +204,13 @@ pub fn migrate_billing_currency(
                 }
                 let done = resumed_after + report.processed + batch.len() as u64;
                 write_checkpoint(tx, &batch_last, done, copied, now).map_err(sql)?;
-                Ok(copied)
+                Ok((copied, set))
             })?
         };
         report.processed += batch.len() as u64;
         report.invoices_backfilled += backfilled;
         report.batches += 1;
-        for (_, currency) in &chosen {
+        for currency in &set {
             *report
                 .currencies
                 .entry(currency.code().to_owned())
@@ -285,6 +301,11 @@ fn registry_currency(store: &Store, tenant: &str) -> Result<Option<Currency>> {
             .optional()
     })?;
     Ok(code.and_then(|c| Currency::new(&c).ok()))
+}
+
+fn has_currency(conn: &Connection, tenant: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM billing_currency_changes WHERE tenant_id = ?1")?
+        .exists([tenant])
 }
 
 fn count_legacy(conn: &Connection, tenants: &[String]) -> rusqlite::Result<u64> {

@@ -24,7 +24,7 @@ pub use fx::{ExchangeRate, ExchangeRates};
 pub use invoice::{
     AppliedDiscount, Discount, DiscountTerms, Invoice, InvoiceKind, InvoiceLine, LineKind,
 };
-pub use metering::{Period, UsageRecord};
+pub use metering::{PRORATION_DP, Period, UsageRecord};
 pub use migration::{
     CurrencyFor, MigrationOptions, MigrationProgress, MigrationReport, ProgressFn,
     migrate_billing_currency,

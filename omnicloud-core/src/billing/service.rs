@@ -216,6 +216,17 @@ struct PoolCharge {
     share: PoolShare,
 }
 
+/// What an invoicing run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Compute one tenant's invoice without storing anything.
+    Preview,
+    /// Issue one tenant's invoice; an existing one for the period is an error.
+    IssueOne,
+    /// Issue invoices to every account listed (or all), skipping those already invoiced.
+    IssueAll,
+}
+
 /// Per-tenant inputs of one invoice.
 struct TenantBill<'a> {
     tenant: &'a str,
@@ -329,7 +340,12 @@ impl BillingService {
                     )
                     .map_err(self.sql())?;
                     let in_effect = self.currency_in(tx, tenant_id.as_str(), now)?;
-                    if in_effect != currency {
+                    if latest.is_none() && in_effect == currency {
+                        // A legacy account confirming USD: record it, so the currency
+                        // migration keeps it.
+                        insert_change(tx, tenant_id.as_str(), BEGINNING, currency, now)
+                            .map_err(self.sql())?;
+                    } else if in_effect != currency {
                         let at = effective_from.unwrap_or_else(|| next_period_start(now));
                         insert_change(tx, tenant_id.as_str(), &format_timestamp(at), currency, now)
                             .map_err(self.sql())?;
@@ -391,6 +407,14 @@ impl BillingService {
             pending,
             legacy,
         })
+    }
+
+    fn require_account(&self, tenant_id: &TenantId) -> Result<()> {
+        if self.store.read(|c| account_exists(c, tenant_id.as_str()))? {
+            Ok(())
+        } else {
+            Err(unknown_tenant(tenant_id.as_str()))
+        }
     }
 
     /// The currency a period starting at `at` is invoiced in.
@@ -703,6 +727,7 @@ impl BillingService {
     /// Every credit movement of the tenant in `currency`, oldest first: grants and credit notes
     /// positive, amounts applied to invoices negative. They sum to the balance.
     pub fn credit_ledger(&self, tenant_id: &TenantId, currency: Currency) -> Result<Vec<Money>> {
+        self.require_account(tenant_id)?;
         let rows: Vec<String> = self.store.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT amount FROM billing_credit_ledger WHERE tenant_id = ?1 AND currency = ?2
@@ -782,6 +807,7 @@ impl BillingService {
 
     /// The tenant's discounts that still apply, oldest first.
     pub fn discounts(&self, tenant_id: &TenantId) -> Result<Vec<Discount>> {
+        self.require_account(tenant_id)?;
         let mut by_tenant = self
             .store
             .read(|c| self.load_discounts(c, Some(tenant_id.as_str())))
@@ -828,7 +854,7 @@ impl BillingService {
     /// Computes the tenant's invoice for `period` without issuing it: nothing is stored and
     /// no credit or discount is used up.
     pub fn preview_invoice(&self, tenant_id: &TenantId, period: Period) -> Result<Invoice> {
-        self.invoice_run(period, Some(std::slice::from_ref(tenant_id)), false)?
+        self.invoice_run(period, Some(std::slice::from_ref(tenant_id)), Run::Preview)?
             .pop()
             .ok_or_else(|| unknown_tenant(tenant_id.as_str()))
     }
@@ -837,36 +863,45 @@ impl BillingService {
     /// start. [`BillingError::InvoiceImmutable`] if an issued invoice already covers part of
     /// the period.
     pub fn generate_invoice(&self, tenant_id: &TenantId, period: Period) -> Result<Invoice> {
-        self.invoice_run(period, Some(std::slice::from_ref(tenant_id)), true)?
+        self.invoice_run(period, Some(std::slice::from_ref(tenant_id)), Run::IssueOne)?
             .pop()
             .ok_or_else(|| unknown_tenant(tenant_id.as_str()))
     }
 
-    /// Issues invoices for `period` to every account (or those listed) that has none covering
-    /// it yet, in one transaction; accounts already invoiced are skipped, so a billing run can
-    /// be repeated after an interruption.
+    /// Issues invoices for `period` to every account (or those listed; duplicates count once)
+    /// that has none covering it yet, in one transaction; accounts already invoiced are
+    /// skipped, so a billing run can be repeated after an interruption.
     pub fn generate_invoices(
         &self,
         period: Period,
         tenants: Option<&[TenantId]>,
     ) -> Result<Vec<Invoice>> {
-        self.invoice_run(period, tenants, true)
+        let unique = tenants.map(|ids| {
+            let mut seen = std::collections::HashSet::new();
+            ids.iter()
+                .filter(|t| seen.insert(t.as_str()))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        self.invoice_run(period, unique.as_deref(), Run::IssueAll)
     }
 
     fn invoice_run(
         &self,
         period: Period,
         only: Option<&[TenantId]>,
-        issue: bool,
+        mode: Run,
     ) -> Result<Vec<Invoice>> {
         let single = only.filter(|t| t.len() == 1).map(|t| t[0].as_str());
+        let issue = mode != Run::Preview;
         let now = self.clock.now();
+        self.rates.refresh()?;
         let run = |tx: &Connection| -> Result<Vec<Invoice>> {
             let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             index.refresh(tx, &self.store)?;
             let accounts = self.accounts_for_run(tx, period, only)?;
             let invoiced = self.invoiced_in(tx, period)?;
-            if let (Some(tenant), true) = (single, issue)
+            if let (Some(tenant), Run::IssueOne) = (single, mode)
                 && let Some(id) = invoiced.get(tenant)
             {
                 return Err(BillingError::InvoiceImmutable {
@@ -1299,6 +1334,7 @@ impl BillingService {
             .into());
         }
         let now = self.clock.now();
+        self.rates.refresh()?;
         self.store.write(|tx| -> Result<Invoice> {
             let credited: Vec<String> = tx
                 .prepare_cached(
@@ -1389,6 +1425,7 @@ impl BillingService {
         }
         let parts: Vec<Decimal> = weights.iter().map(|(_, w)| *w).collect();
         let shares = total.allocate(&parts)?;
+        self.rates.refresh()?;
         let id = generate_id();
         self.store.write(|tx| -> Result<PoolAllocation> {
             let mut out = Vec::with_capacity(weights.len());
