@@ -44,7 +44,7 @@ impl Default for MigrationOptions {
     }
 }
 
-/// Progress after a batch.
+/// Progress after a batch. With several runs at once, each counts the accounts it migrated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationProgress {
     /// Accounts processed in this pass so far (earlier runs included).
@@ -60,7 +60,8 @@ pub struct MigrationProgress {
 /// What a run did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
-    /// Accounts processed by this run.
+    /// Accounts migrated by this run (a dry run: accounts it would migrate). Accounts another
+    /// run, working at the same time, migrated first are not counted.
     pub processed: u64,
     /// Accounts processed in this pass by earlier, interrupted runs.
     pub resumed_after: u64,
@@ -141,6 +142,9 @@ pub fn migrate_billing_currency(
         dry_run: options.dry_run,
     };
     let limit = i64::try_from(options.batch_size).unwrap_or(i64::MAX);
+    // Another run working at the same time can leave accounts behind the checkpoint (its batch
+    // in flight when it was killed): once at the end, look again from the first account.
+    let mut wrapped = last.is_empty();
     loop {
         let batch: Vec<String> = store.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -152,6 +156,11 @@ pub fn migrate_billing_currency(
                 .collect()
         })?;
         let Some(batch_last) = batch.last().cloned() else {
+            if !wrapped && !options.dry_run && store.read(any_unmigrated)? {
+                wrapped = true;
+                last.clear();
+                continue;
+            }
             break;
         };
         // Choose currencies before the write lock is taken (the chooser may be slow).
@@ -165,7 +174,7 @@ pub fn migrate_billing_currency(
             currency.billable_minor_units()?;
             chosen.push((tenant.as_str(), currency));
         }
-        let (backfilled, set) = if options.dry_run {
+        let (migrated, backfilled, set) = if options.dry_run {
             store.read(|c| {
                 let mut set = Vec::new();
                 for (tenant, currency) in &chosen {
@@ -173,11 +182,11 @@ pub fn migrate_billing_currency(
                         set.push(*currency);
                     }
                 }
-                Ok((count_legacy(c, &batch)?, set))
+                Ok((batch.len() as u64, count_legacy(c, &batch)?, set))
             })?
         } else {
-            store.write(|tx| -> Result<(u64, Vec<Currency>)> {
-                let mut copied = 0;
+            store.write(|tx| -> Result<(u64, u64, Vec<Currency>)> {
+                let (mut migrated, mut copied) = (0, 0);
                 let mut set = Vec::new();
                 for (tenant, currency) in &chosen {
                     // Re-checked under the write lock: a concurrent run may have done it.
@@ -201,13 +210,16 @@ pub fn migrate_billing_currency(
                     )
                     .and_then(|mut s| s.execute(params![tenant, format_timestamp(now)]))
                     .map_err(sql)?;
+                    migrated += 1;
                 }
-                let done = resumed_after + report.processed + batch.len() as u64;
-                write_checkpoint(tx, &batch_last, done, copied, now).map_err(sql)?;
-                Ok((copied, set))
+                if migrated > 0 {
+                    let counts = (migrated, set.len() as u64, copied);
+                    write_checkpoint(tx, &batch_last, counts, now).map_err(sql)?;
+                }
+                Ok((migrated, copied, set))
             })?
         };
-        report.processed += batch.len() as u64;
+        report.processed += migrated;
         report.invoices_backfilled += backfilled;
         report.batches += 1;
         for currency in &set {
@@ -233,8 +245,11 @@ pub fn migrate_billing_currency(
     }
     if !options.dry_run {
         store.write(|tx| -> Result<()> {
+            // Finished only when no account is left (a concurrent run may still be working).
             tx.execute(
-                "UPDATE billing_migration_checkpoint SET finished_at = ?1, updated_at = ?1 WHERE id = 1",
+                "UPDATE billing_migration_checkpoint SET finished_at = ?1, updated_at = ?1
+                 WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM billing_accounts
+                                              WHERE legacy = 1 AND migrated_at IS NULL)",
                 [format_timestamp(now)],
             )
             .map_err(sql)?;
@@ -267,31 +282,41 @@ fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
     .optional()
 }
 
+/// Adds a batch's counts (accounts migrated, currencies set, legacy invoices copied) to the
+/// checkpoint and moves it past `last`; after a finished pass, starts a new one.
 fn write_checkpoint(
     tx: &Connection,
     last: &str,
-    processed: u64,
-    copied: u64,
+    (migrated, set, copied): (u64, u64, u64),
     now: DateTime<Utc>,
 ) -> rusqlite::Result<usize> {
     let at = format_timestamp(now);
-    // A new pass (after a finished one) restarts the counters.
     tx.execute(
         "INSERT INTO billing_migration_checkpoint
          (id, last_tenant_id, processed, currencies_set, invoices_backfilled, started_at, updated_at)
-         VALUES (1, ?1, ?2, ?2, ?3, ?4, ?4)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (id) DO UPDATE SET
-             last_tenant_id = excluded.last_tenant_id,
-             processed = excluded.processed,
-             currencies_set = excluded.currencies_set,
+             last_tenant_id = CASE WHEN finished_at IS NULL
+                 THEN max(last_tenant_id, excluded.last_tenant_id) ELSE excluded.last_tenant_id END,
+             processed = CASE WHEN finished_at IS NULL
+                 THEN processed + excluded.processed ELSE excluded.processed END,
+             currencies_set = CASE WHEN finished_at IS NULL
+                 THEN currencies_set + excluded.currencies_set ELSE excluded.currencies_set END,
              invoices_backfilled = CASE WHEN finished_at IS NULL
                  THEN invoices_backfilled + excluded.invoices_backfilled
                  ELSE excluded.invoices_backfilled END,
              started_at = CASE WHEN finished_at IS NULL THEN started_at ELSE excluded.started_at END,
              updated_at = excluded.updated_at,
              finished_at = NULL",
-        params![last, processed, copied, at],
+        params![last, migrated, set, copied, at],
     )
+}
+
+fn any_unmigrated(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM billing_accounts WHERE legacy = 1 AND migrated_at IS NULL LIMIT 1",
+    )?
+    .exists([])
 }
 
 fn registry_currency(store: &Store, tenant: &str) -> Result<Option<Currency>> {

@@ -717,7 +717,7 @@ impl BillingService {
         })?;
         match conn_result {
             (false, _) => Err(unknown_tenant(tenant_id.as_str())),
-            (true, None) => Ok(Money::zero(currency)),
+            (true, None) => Ok(zero(currency)?),
             (true, Some(text)) => Decimal::from_str(&text)
                 .map(|b| Money::new(b, currency))
                 .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string())),
@@ -1270,7 +1270,10 @@ impl BillingService {
     pub fn invoices(&self, tenant_id: &TenantId) -> Result<Vec<Invoice>> {
         let id = tenant_id.as_str();
         let (exists, documents, legacy) = self.store.read(|c| {
-            let exists = account_exists(c, id)?;
+            // One read transaction: a migration batch committing meanwhile is seen whole or
+            // not at all, so a legacy invoice is always in one of the two lists.
+            let c = c.unchecked_transaction()?;
+            let exists = account_exists(&c, id)?;
             let mut stmt = c.prepare(
                 "SELECT document FROM billing_invoices WHERE tenant_id = ?1 ORDER BY issued_at, id",
             )?;
@@ -1378,7 +1381,7 @@ impl BillingService {
                 }],
                 subtotal: amount,
                 discounts: Vec::new(),
-                credits_applied: Money::zero(amount.currency()),
+                credits_applied: zero(amount.currency())?,
                 total: amount,
                 exchange_rate_to_usd: usd.rate,
                 rate_as_of: usd.as_of,
@@ -1591,7 +1594,7 @@ pub(crate) fn legacy_to_invoice(store: &Store, row: LegacyRow) -> Result<Invoice
         lines: Vec::new(),
         subtotal: usd,
         discounts: Vec::new(),
-        credits_applied: Money::zero(Currency::usd()),
+        credits_applied: zero(Currency::usd())?,
         total: usd,
         exchange_rate_to_usd: Decimal::ONE,
         rate_as_of: issued_at,
@@ -1654,6 +1657,11 @@ pub(crate) fn unknown_tenant(id: &str) -> Error {
         tenant_id: id.to_owned(),
     }
     .into()
+}
+
+/// Zero with the currency's minor units as its scale (`0.00` USD, `0` JPY, `0.000` KWD).
+fn zero(currency: Currency) -> Result<Money> {
+    Ok(Money::zero(currency).rounded_with(RoundingStrategy::TowardZero)?)
 }
 
 /// `amount` if it is a whole number of its currency's minor units.
