@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::Currency;
-use super::service::{insert_change, legacy_row, legacy_to_invoice, next_period_start};
+use super::service::{InvoiceRow, insert_change, legacy_row, legacy_to_invoice, next_period_start};
 use crate::clock::SharedClock;
 use crate::error::{BillingError, Error, Result};
 use crate::ids::TenantId;
@@ -364,29 +364,13 @@ fn copy_legacy_invoices(store: &Store, tx: &Connection, tenant: &str) -> Result<
         let amount_text = row.2.clone();
         let (start, end) = (row.3.clone(), row.4.clone());
         let invoice = legacy_to_invoice(store, row)?;
-        let document = serde_json::to_string(&invoice).map_err(|e| BillingError::Invalid {
-            what: "legacy invoice",
-            reason: format!("cannot encode: {e}"),
-        })?;
-        tx.prepare_cached(
-            "INSERT INTO billing_invoices (id, tenant_id, kind, corrects, period_start, period_end,
-                 currency, total, exchange_rate_to_usd, rate_as_of, rate_source, total_usd,
-                 issued_at, legacy, document)
-             VALUES (?1, ?2, 'invoice', NULL, ?3, ?4, 'USD', ?5, '1', ?6, ?7, ?5, ?6, 1, ?8)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                invoice.id,
-                tenant,
-                start,
-                end,
-                amount_text,
-                format_timestamp(invoice.issued_at),
-                invoice.rate_source,
-                document
-            ])
-        })
-        .map_err(sql)?;
+        // The legacy texts go into the row exactly as the legacy system wrote them.
+        let mut row = InvoiceRow::of(&invoice)?;
+        row.total = amount_text.clone();
+        row.total_usd = amount_text;
+        row.period_start = Some(start);
+        row.period_end = Some(end);
+        row.insert(tx).map_err(sql)?;
         copied += 1;
     }
     Ok(copied)

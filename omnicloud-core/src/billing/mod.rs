@@ -32,7 +32,8 @@ pub use migration::{
 pub use money::{Money, RoundingStrategy};
 pub use pool::{PoolAllocation, PoolShare};
 pub use service::{
-    BillingAccount, BillingService, LegacyInvoice, MAX_REASON_CHARS, next_period_start,
+    BillingAccount, BillingService, LegacyInvoice, MAX_RATING_THREADS, MAX_REASON_CHARS,
+    next_period_start,
 };
 
 pub(crate) use fx::SCHEMA as FX_SCHEMA;

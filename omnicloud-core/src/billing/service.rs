@@ -32,6 +32,12 @@ use crate::store::{Store, format_timestamp};
 /// The first instant the store can hold: currencies set on account creation apply from it.
 const BEGINNING: &str = "0001-01-01T00:00:00.000000000Z";
 
+/// Invoicing runs with at least this many bills rate them on several threads.
+const PARALLEL_RATING_MIN: usize = 256;
+
+/// The most threads an invoicing run rates on.
+pub const MAX_RATING_THREADS: usize = 8;
+
 /// Longest accepted credit or credit-note reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
 
@@ -149,10 +155,12 @@ type PriceList = HashMap<String, HashMap<String, BTreeMap<Currency, Decimal>>>;
 struct RatingContext<'a> {
     period: Period,
     now: DateTime<Utc>,
-    prices: PriceList,
+    prices: &'a PriceList,
     rates: &'a ExchangeRates,
     rounding: RoundingStrategy,
     usd_rates: HashMap<Currency, ExchangeRate>,
+    /// Unit prices already resolved in this run, by interned (meter, region) and currency.
+    unit_prices: HashMap<(u32, u32, Currency), (Money, Option<ExchangeRate>)>,
 }
 
 impl RatingContext<'_> {
@@ -195,6 +203,26 @@ impl RatingContext<'_> {
             self.rates
                 .convert(&Money::new(price, from), currency, self.conversion_at())?;
         Ok((converted, Some(rate)))
+    }
+
+    /// [`RatingContext::unit_price`] of interned names, resolved once per run.
+    fn unit_price_of(
+        &mut self,
+        index: &UsageIndex,
+        (meter, region): (u32, u32),
+        currency: Currency,
+    ) -> Result<(Money, Option<ExchangeRate>)> {
+        if let Some(hit) = self.unit_prices.get(&(meter, region, currency)) {
+            return Ok(hit.clone());
+        }
+        let found = self.unit_price(
+            &index.names[meter as usize],
+            &index.names[region as usize],
+            currency,
+        )?;
+        self.unit_prices
+            .insert((meter, region, currency), found.clone());
+        Ok(found)
     }
 
     /// The rate from `currency` to USD at issue time (cached per run).
@@ -896,6 +924,14 @@ impl BillingService {
         let issue = mode != Run::Preview;
         let now = self.clock.now();
         self.rates.refresh()?;
+        // Catch up with new usage before taking the write lock; inside it only the rows
+        // committed in between are left to read.
+        {
+            let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            self.store
+                .read(|c| Ok(index.refresh(c, &self.store)))
+                .map_err(Error::from)??;
+        }
         let run = |tx: &Connection| -> Result<Vec<Invoice>> {
             let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             index.refresh(tx, &self.store)?;
@@ -913,22 +949,23 @@ impl BillingService {
                 }
                 .into());
             }
-            let mut ctx = RatingContext {
+            let prices = self.load_prices(tx, now)?;
+            let context = || RatingContext {
                 period,
                 now,
-                prices: self.load_prices(tx, now)?,
+                prices: &prices,
                 rates: &self.rates,
                 rounding: self.rounding,
                 usd_rates: HashMap::new(),
+                unit_prices: HashMap::new(),
             };
             let discounts = self.load_discounts(tx, single).map_err(self.sql())?;
+            let wallets = self.load_wallets(tx, single)?;
             let charges = self.pool_charges_in(tx, period, single)?;
-            let mut out = Vec::with_capacity(accounts.len());
-            for (tenant, currency) in &accounts {
-                if issue && invoiced.contains_key(tenant.as_str()) {
-                    continue;
-                }
-                let bill = TenantBill {
+            let bills: Vec<TenantBill<'_>> = accounts
+                .iter()
+                .filter(|(tenant, _)| !(issue && invoiced.contains_key(tenant.as_str())))
+                .map(|(tenant, currency)| TenantBill {
                     tenant,
                     currency: *currency,
                     usage: index
@@ -937,11 +974,17 @@ impl BillingService {
                         .map_or(&[], Vec::as_slice),
                     charges: charges.get(tenant.as_str()).map_or(&[], Vec::as_slice),
                     discounts: discounts.get(tenant.as_str()).map_or(&[], Vec::as_slice),
-                    wallet: self.wallet(tx, tenant, *currency)?,
-                };
-                let invoice = self.rate_tenant(&mut ctx, &index, &bill)?;
-                if issue {
-                    self.issue(tx, &invoice, bill.discounts)?;
+                    wallet: wallets
+                        .get(&(tenant.clone(), *currency))
+                        .copied()
+                        .unwrap_or(Decimal::ZERO),
+                })
+                .collect();
+            let rated = self.rate_all(context, &index, &bills, issue)?;
+            let mut out = Vec::with_capacity(rated.len());
+            for ((invoice, row), bill) in rated.into_iter().zip(&bills) {
+                if let Some(row) = &row {
+                    self.issue(tx, &invoice, row, bill.discounts)?;
                 }
                 out.push(invoice);
             }
@@ -953,6 +996,33 @@ impl BillingService {
             self.store.read(|c| Ok(run(c))).map_err(Error::from)??
         };
         Ok(invoices)
+    }
+
+    /// Wallet balances by (tenant, currency): one tenant's, or everyone's.
+    fn load_wallets(
+        &self,
+        conn: &Connection,
+        tenant: Option<&str>,
+    ) -> Result<HashMap<(String, Currency), Decimal>> {
+        let rows: Vec<(String, String, String)> = conn
+            .prepare_cached(
+                "SELECT tenant_id, currency, balance FROM billing_wallets
+                 WHERE ?1 IS NULL OR tenant_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(self.sql())?;
+        rows.into_iter()
+            .map(|(t, code, balance)| {
+                let currency = Currency::new(&code)
+                    .map_err(|e| self.decode_error("billing_wallets", "currency", e.to_string()))?;
+                let balance = Decimal::from_str(&balance)
+                    .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string()))?;
+                Ok(((t, currency), balance))
+            })
+            .collect()
     }
 
     /// The accounts to invoice with the currency in effect at the period's start, by id.
@@ -1069,6 +1139,58 @@ impl BillingService {
         Ok(out)
     }
 
+    /// Rates every bill, with its row when `encode`, on up to
+    /// [`MAX_RATING_THREADS`] threads for large runs (rating is pure computation; the store is
+    /// written afterwards, on the caller's thread). Results keep the bills' order.
+    fn rate_all<'a>(
+        &self,
+        context: impl Fn() -> RatingContext<'a> + Sync,
+        index: &UsageIndex,
+        bills: &[TenantBill<'_>],
+        encode: bool,
+    ) -> Result<Vec<(Invoice, Option<InvoiceRow>)>> {
+        let work = |part: &[TenantBill<'_>]| -> Result<Vec<(Invoice, Option<InvoiceRow>)>> {
+            let mut ctx = context();
+            part.iter()
+                .map(|bill| {
+                    let invoice = self.rate_tenant(&mut ctx, index, bill)?;
+                    let row = if encode {
+                        Some(InvoiceRow::of(&invoice)?)
+                    } else {
+                        None
+                    };
+                    Ok((invoice, row))
+                })
+                .collect()
+        };
+        let threads = if bills.len() < PARALLEL_RATING_MIN {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_RATING_THREADS)
+        };
+        if threads <= 1 {
+            return work(bills);
+        }
+        let chunk = bills.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = bills
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || work(part)))
+                .collect();
+            let mut out = Vec::with_capacity(bills.len());
+            for handle in handles {
+                match handle.join() {
+                    Ok(part) => out.extend(part?),
+                    // A bug in rating: re-raise it on the caller's thread.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Rates one tenant's period: usage lines by (meter, region), pool-share lines, then
     /// discounts and credits.
     fn rate_tenant(
@@ -1078,32 +1200,31 @@ impl BillingService {
         bill: &TenantBill<'_>,
     ) -> Result<Invoice> {
         let currency = bill.currency;
-        // Summed by interned (meter, region), then ordered by name.
-        let mut sums: HashMap<(u32, u32), Decimal> = HashMap::new();
+        // Summed by interned (meter, region) (a tenant has few: a short list beats hashing),
+        // then ordered by name.
+        let mut quantities: Vec<((u32, u32), Decimal)> = Vec::new();
         for u in bill.usage {
             if !ctx.period.touches(u.start_us, u.end_us) {
                 continue;
             }
             let q = ctx.period.prorate(u.quantity, u.start_us, u.end_us)?;
-            let slot = sums.entry((u.meter, u.region)).or_insert(Decimal::ZERO);
-            *slot = slot.checked_add(q).ok_or(MoneyError::Overflow {
-                operation: "sum usage",
-            })?;
+            let key = (u.meter, u.region);
+            match quantities.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, sum)) => {
+                    *sum = sum.checked_add(q).ok_or(MoneyError::Overflow {
+                        operation: "sum usage",
+                    })?;
+                }
+                None => quantities.push((key, q)),
+            }
         }
-        let mut quantities: Vec<(&str, &str, Decimal)> = sums
-            .into_iter()
-            .map(|((m, r), q)| {
-                (
-                    index.names[m as usize].as_str(),
-                    index.names[r as usize].as_str(),
-                    q,
-                )
-            })
-            .collect();
-        quantities.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let name = |i: u32| index.names[i as usize].as_str();
+        quantities
+            .sort_unstable_by(|a, b| (name(a.0.0), name(a.0.1)).cmp(&(name(b.0.0), name(b.0.1))));
         let mut lines = Vec::with_capacity(quantities.len() + bill.charges.len());
-        for (meter, region, quantity) in quantities {
-            let (unit_price, conversion) = ctx.unit_price(meter, region, currency)?;
+        for (key, quantity) in quantities {
+            let (meter, region) = (name(key.0), name(key.1));
+            let (unit_price, conversion) = ctx.unit_price_of(index, key, currency)?;
             let amount = unit_price
                 .checked_mul(quantity)?
                 .rounded_with(ctx.rounding)?;
@@ -1166,8 +1287,14 @@ impl BillingService {
     }
 
     /// Stores an invoice and uses up what it applied: discounts and credits.
-    fn issue(&self, tx: &Connection, invoice: &Invoice, discounts: &[Discount]) -> Result<()> {
-        self.insert_invoice(tx, invoice)?;
+    fn issue(
+        &self,
+        tx: &Connection,
+        invoice: &Invoice,
+        document: &InvoiceRow,
+        discounts: &[Discount],
+    ) -> Result<()> {
+        document.insert(tx).map_err(self.sql())?;
         let at = format_timestamp(invoice.issued_at);
         for applied in &invoice.discounts {
             if discounts
@@ -1192,40 +1319,6 @@ impl BillingService {
                 &at,
             )?;
         }
-        Ok(())
-    }
-
-    fn insert_invoice(&self, tx: &Connection, invoice: &Invoice) -> Result<()> {
-        let document = serde_json::to_string(invoice).map_err(|e| BillingError::Invalid {
-            what: "invoice",
-            reason: format!("cannot encode: {e}"),
-        })?;
-        tx.prepare_cached(
-            "INSERT INTO billing_invoices (id, tenant_id, kind, corrects, period_start, period_end,
-                 currency, total, exchange_rate_to_usd, rate_as_of, rate_source, total_usd,
-                 issued_at, legacy, document)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                invoice.id,
-                invoice.tenant_id.as_str(),
-                invoice.kind.as_str(),
-                invoice.corrects,
-                invoice.period.map(|p| format_timestamp(p.start)),
-                invoice.period.map(|p| format_timestamp(p.end)),
-                invoice.currency.code(),
-                invoice.total.amount().to_string(),
-                invoice.exchange_rate_to_usd.to_string(),
-                format_timestamp(invoice.rate_as_of),
-                invoice.rate_source,
-                invoice.total_usd.amount().to_string(),
-                format_timestamp(invoice.issued_at),
-                invoice.legacy,
-                document
-            ])
-        })
-        .map_err(self.sql())?;
         Ok(())
     }
 
@@ -1302,8 +1395,8 @@ impl BillingService {
     }
 
     fn decode_invoice(&self, document: &str) -> Result<Invoice> {
-        serde_json::from_str(document)
-            .map_err(|e| self.decode_error("billing_invoices", "document", e.to_string()))
+        super::invoice::decode(document)
+            .map_err(|e| self.decode_error("billing_invoices", "document", e))
     }
 
     fn legacy_invoice(&self, row: LegacyRow) -> Result<Invoice> {
@@ -1391,7 +1484,7 @@ impl BillingService {
                 legacy: false,
                 memo: Some(reason.to_owned()),
             };
-            self.insert_invoice(tx, &note)?;
+            InvoiceRow::of(&note)?.insert(tx).map_err(self.sql())?;
             self.move_credit(
                 tx,
                 note.tenant_id.as_str(),
@@ -1548,6 +1641,82 @@ impl BillingService {
             }
             Ok(invoices.len())
         })
+    }
+}
+
+/// An invoice as the `billing_invoices` row stores it, every column already text, so a billing
+/// run can prepare rows on its rating threads and only insert them under the write lock.
+#[derive(Debug, Clone)]
+pub(crate) struct InvoiceRow {
+    id: String,
+    tenant_id: String,
+    kind: &'static str,
+    corrects: Option<String>,
+    pub(crate) period_start: Option<String>,
+    pub(crate) period_end: Option<String>,
+    currency: &'static str,
+    pub(crate) total: String,
+    exchange_rate_to_usd: String,
+    rate_as_of: String,
+    rate_source: String,
+    pub(crate) total_usd: String,
+    issued_at: String,
+    legacy: bool,
+    document: String,
+}
+
+impl InvoiceRow {
+    /// The row of `invoice`, with its stored form (see [`super::invoice::encode`]).
+    pub(crate) fn of(invoice: &Invoice) -> Result<Self> {
+        let document = super::invoice::encode(invoice).map_err(|e| BillingError::Invalid {
+            what: "invoice",
+            reason: format!("cannot encode: {e}"),
+        })?;
+        Ok(Self {
+            id: invoice.id.clone(),
+            tenant_id: invoice.tenant_id.to_string(),
+            kind: invoice.kind.as_str(),
+            corrects: invoice.corrects.clone(),
+            period_start: invoice.period.map(|p| format_timestamp(p.start)),
+            period_end: invoice.period.map(|p| format_timestamp(p.end)),
+            currency: invoice.currency.code(),
+            total: invoice.total.amount().to_string(),
+            exchange_rate_to_usd: invoice.exchange_rate_to_usd.to_string(),
+            rate_as_of: format_timestamp(invoice.rate_as_of),
+            rate_source: invoice.rate_source.clone(),
+            total_usd: invoice.total_usd.amount().to_string(),
+            issued_at: format_timestamp(invoice.issued_at),
+            legacy: invoice.legacy,
+            document,
+        })
+    }
+
+    /// Inserts the row (the table refuses to change it afterwards).
+    pub(crate) fn insert(&self, tx: &Connection) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO billing_invoices (id, tenant_id, kind, corrects, period_start, period_end,
+                 currency, total, exchange_rate_to_usd, rate_as_of, rate_source, total_usd,
+                 issued_at, legacy, document)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            self.id,
+            self.tenant_id,
+            self.kind,
+            self.corrects,
+            self.period_start,
+            self.period_end,
+            self.currency,
+            self.total,
+            self.exchange_rate_to_usd,
+            self.rate_as_of,
+            self.rate_source,
+            self.total_usd,
+            self.issued_at,
+            self.legacy,
+            self.document
+        ])?;
+        Ok(())
     }
 }
 
