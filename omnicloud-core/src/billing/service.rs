@@ -926,12 +926,13 @@ impl BillingService {
         self.rates.refresh()?;
         // Catch up with new usage before taking the write lock; inside it only the rows
         // committed in between are left to read.
-        {
-            let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-            self.store
-                .read(|c| Ok(index.refresh(c, &self.store)))
-                .map_err(Error::from)??;
-        }
+        // Lock order, everywhere: the store's connection, then the usage index.
+        self.store
+            .read(|c| {
+                let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(index.refresh(c, &self.store))
+            })
+            .map_err(Error::from)??;
         let run = |tx: &Connection| -> Result<Vec<Invoice>> {
             let mut index = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             index.refresh(tx, &self.store)?;
