@@ -9,7 +9,7 @@
 //! is never processed twice, and a finished pass is followed by a new one that picks up
 //! accounts imported since, so none is skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +17,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::Currency;
-use super::service::{InvoiceRow, insert_change, legacy_row, legacy_to_invoice, next_period_start};
+use super::service::{
+    InvoiceRow, LegacyRow, insert_change, legacy_row, legacy_to_invoice, next_period_start,
+};
 use crate::clock::SharedClock;
 use crate::error::{BillingError, Error, Result};
 use crate::ids::TenantId;
@@ -163,52 +165,54 @@ pub fn migrate_billing_currency(
             }
             break;
         };
+        let first = batch.first().cloned().unwrap_or_default();
         // Choose currencies before the write lock is taken (the chooser may be slow).
+        let registered = store.read(|c| registry_currencies(c, &first, &batch_last))?;
         let mut chosen = Vec::with_capacity(batch.len());
         for tenant in &batch {
             let id = TenantId::new(tenant.clone())?;
             let currency = match currency_for(&id)? {
                 Some(c) => c,
-                None => registry_currency(store, tenant)?.unwrap_or_else(Currency::usd),
+                None => registered
+                    .get(tenant)
+                    .copied()
+                    .unwrap_or_else(Currency::usd),
             };
             currency.billable_minor_units()?;
             chosen.push((tenant.as_str(), currency));
         }
         let (migrated, backfilled, set) = if options.dry_run {
-            store.read(|c| {
-                let mut set = Vec::new();
-                for (tenant, currency) in &chosen {
-                    if !has_currency(c, tenant)? {
-                        set.push(*currency);
-                    }
-                }
-                Ok((batch.len() as u64, count_legacy(c, &batch)?, set))
-            })?
+            let facts = store.read(|c| BatchFacts::read(c, &first, &batch_last))?;
+            let set = chosen
+                .iter()
+                .filter(|(t, _)| !facts.with_currency.contains(*t))
+                .map(|(_, c)| *c)
+                .collect::<Vec<_>>();
+            let copied = facts.legacy.values().map(Vec::len).sum::<usize>() as u64;
+            (batch.len() as u64, copied, set)
         } else {
             store.write(|tx| -> Result<(u64, u64, Vec<Currency>)> {
+                // Re-read under the write lock: a concurrent run may have done some.
+                let mut facts = BatchFacts::read(tx, &first, &batch_last).map_err(sql)?;
                 let (mut migrated, mut copied) = (0, 0);
                 let mut set = Vec::new();
+                let stamp = format_timestamp(now);
                 for (tenant, currency) in &chosen {
-                    // Re-checked under the write lock: a concurrent run may have done it.
-                    let pending: bool = tx
-                        .prepare_cached(
-                            "SELECT 1 FROM billing_accounts
-                             WHERE tenant_id = ?1 AND legacy = 1 AND migrated_at IS NULL",
-                        )
-                        .and_then(|mut s| s.exists([tenant]))
-                        .map_err(sql)?;
-                    if !pending {
+                    if !facts.pending.contains(*tenant) {
                         continue;
                     }
-                    if !has_currency(tx, tenant).map_err(sql)? {
+                    if !facts.with_currency.contains(*tenant) {
                         insert_change(tx, tenant, &effective_text, *currency, now).map_err(sql)?;
                         set.push(*currency);
                     }
-                    copied += copy_legacy_invoices(store, tx, tenant)?;
+                    for row in facts.legacy.remove(*tenant).unwrap_or_default() {
+                        copy_legacy_invoice(store, tx, row)?;
+                        copied += 1;
+                    }
                     tx.prepare_cached(
                         "UPDATE billing_accounts SET migrated_at = ?2 WHERE tenant_id = ?1",
                     )
-                    .and_then(|mut s| s.execute(params![tenant, format_timestamp(now)]))
+                    .and_then(|mut s| s.execute(params![tenant, stamp]))
                     .map_err(sql)?;
                     migrated += 1;
                 }
@@ -319,59 +323,78 @@ fn any_unmigrated(conn: &Connection) -> rusqlite::Result<bool> {
     .exists([])
 }
 
-fn registry_currency(store: &Store, tenant: &str) -> Result<Option<Currency>> {
-    let code: Option<String> = store.read(|c| {
-        c.prepare_cached("SELECT billing_currency FROM tenants WHERE id = ?1")?
-            .query_row([tenant], |r| r.get(0))
-            .optional()
+/// Registered tenants' billing currencies for ids in `[first, last]`.
+fn registry_currencies(
+    conn: &Connection,
+    first: &str,
+    last: &str,
+) -> rusqlite::Result<HashMap<String, Currency>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, billing_currency FROM tenants WHERE id BETWEEN ?1 AND ?2")?;
+    let rows = stmt.query_map([first, last], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
-    Ok(code.and_then(|c| Currency::new(&c).ok()))
-}
-
-fn has_currency(conn: &Connection, tenant: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM billing_currency_changes WHERE tenant_id = ?1")?
-        .exists([tenant])
-}
-
-fn count_legacy(conn: &Connection, tenants: &[String]) -> rusqlite::Result<u64> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT count(*) FROM billing_legacy_invoices l WHERE l.tenant_id = ?1
-         AND NOT EXISTS (SELECT 1 FROM billing_invoices i WHERE i.id = l.id)",
-    )?;
-    let mut n = 0u64;
-    for t in tenants {
-        n += stmt.query_row([t], |r| r.get::<_, u64>(0))?;
-    }
-    Ok(n)
-}
-
-/// Copies a tenant's legacy invoices into the invoice table as legacy USD invoices.
-fn copy_legacy_invoices(store: &Store, tx: &Connection, tenant: &str) -> Result<u64> {
-    let sql = |e| Error::Store(store.sqlite_error(e));
-    let rows = tx
-        .prepare_cached(
-            "SELECT l.id, l.tenant_id, l.amount_usd, l.period_start, l.period_end, l.issued_at
-             FROM billing_legacy_invoices l WHERE l.tenant_id = ?1
-             AND NOT EXISTS (SELECT 1 FROM billing_invoices i WHERE i.id = l.id)",
-        )
-        .and_then(|mut s| {
-            s.query_map([tenant], legacy_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(sql)?;
-    let mut copied = 0;
+    let mut out = HashMap::new();
     for row in rows {
-        let amount_text = row.2.clone();
-        let (start, end) = (row.3.clone(), row.4.clone());
-        let invoice = legacy_to_invoice(store, row)?;
-        // The legacy texts go into the row exactly as the legacy system wrote them.
-        let mut row = InvoiceRow::of(&invoice)?;
-        row.total = amount_text.clone();
-        row.total_usd = amount_text;
-        row.period_start = Some(start);
-        row.period_end = Some(end);
-        row.insert(tx).map_err(sql)?;
-        copied += 1;
+        let (id, code) = row?;
+        if let Ok(c) = Currency::new(&code) {
+            out.insert(id, c);
+        }
     }
-    Ok(copied)
+    Ok(out)
+}
+
+/// What one batch's id range `[first, last]` holds, read with one query each.
+struct BatchFacts {
+    /// Legacy accounts not migrated yet.
+    pending: HashSet<String>,
+    /// Accounts that already have a currency (set through the billing service).
+    with_currency: HashSet<String>,
+    /// Legacy invoices not copied yet, by tenant.
+    legacy: HashMap<String, Vec<LegacyRow>>,
+}
+
+impl BatchFacts {
+    fn read(conn: &Connection, first: &str, last: &str) -> rusqlite::Result<Self> {
+        let ids = |sql: &str| -> rusqlite::Result<HashSet<String>> {
+            conn.prepare_cached(sql)?
+                .query_map([first, last], |r| r.get(0))?
+                .collect()
+        };
+        let pending = ids("SELECT tenant_id FROM billing_accounts
+             WHERE legacy = 1 AND migrated_at IS NULL AND tenant_id BETWEEN ?1 AND ?2")?;
+        let with_currency = ids("SELECT DISTINCT tenant_id FROM billing_currency_changes
+             WHERE tenant_id BETWEEN ?1 AND ?2")?;
+        let mut legacy: HashMap<String, Vec<LegacyRow>> = HashMap::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT l.id, l.tenant_id, l.amount_usd, l.period_start, l.period_end, l.issued_at
+             FROM billing_legacy_invoices l WHERE l.tenant_id BETWEEN ?1 AND ?2
+             AND NOT EXISTS (SELECT 1 FROM billing_invoices i WHERE i.id = l.id)
+             ORDER BY l.tenant_id, l.issued_at, l.id",
+        )?;
+        for row in stmt.query_map([first, last], legacy_row)? {
+            let row = row?;
+            legacy.entry(row.1.clone()).or_default().push(row);
+        }
+        Ok(Self {
+            pending,
+            with_currency,
+            legacy,
+        })
+    }
+}
+
+/// Copies a legacy invoice into the invoice table as a legacy USD invoice.
+fn copy_legacy_invoice(store: &Store, tx: &Connection, row: LegacyRow) -> Result<()> {
+    let amount_text = row.2.clone();
+    let (start, end) = (row.3.clone(), row.4.clone());
+    let invoice = legacy_to_invoice(store, row)?;
+    // The legacy texts go into the row exactly as the legacy system wrote them.
+    let mut row = InvoiceRow::of(&invoice)?;
+    row.total = amount_text.clone();
+    row.total_usd = amount_text;
+    row.period_start = Some(start);
+    row.period_end = Some(end);
+    row.insert(tx)
+        .map_err(|e| Error::Store(store.sqlite_error(e)))
 }

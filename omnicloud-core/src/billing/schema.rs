@@ -11,7 +11,7 @@ CREATE TABLE billing_accounts (
     legacy      INTEGER NOT NULL,
     created_at  TEXT NOT NULL,
     migrated_at TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX billing_accounts_unmigrated ON billing_accounts (tenant_id)
     WHERE legacy = 1 AND migrated_at IS NULL;
 
