@@ -25,7 +25,12 @@ def test_help() -> None:
 
 @pytest.mark.parametrize(
     ("area", "extra"),
-    [("audit", ["--entries", "50"]), ("state", ["--scale", "0.001"]), ("scheduling", ["--scale", "0.01"])],
+    [
+        ("audit", ["--entries", "50"]),
+        ("state", ["--scale", "0.001"]),
+        ("scheduling", ["--scale", "0.01"]),
+        ("billing", ["--scale", "0.001"]),
+    ],
 )
 def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:
     out = run(area, "--json", "--repeat", "1", *extra)
@@ -35,8 +40,12 @@ def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:
     for c in report["comparisons"]:
         assert c["ours_s"] > 0 and c["peer_s"] > 0
         assert c["ratio"] == pytest.approx(c["peer_s"] / c["ours_s"], rel=0.05, abs=0.01)
+    # Areas that cross-check their results against the peer say so; a mismatch is a failure.
+    for name, ok in report.get("checks", {}).items():
+        if isinstance(ok, bool):
+            assert ok, name
 
 
 def test_areas_not_built_yet_say_so() -> None:
-    out = run("billing", "--json")
+    out = run("webhooks", "--json")
     assert out.returncode == 2 and "no comparison yet" in out.stderr
