@@ -200,7 +200,7 @@ pub(crate) fn encode(invoice: &Invoice) -> Result<String, serde_json::Error> {
             rate,
         ));
     }
-    serde_json::to_string(&Stored {
+    let stored = Stored {
         id: Cow::Borrowed(&invoice.id),
         tenant: Cow::Borrowed(invoice.tenant_id.as_str()),
         kind: invoice.kind,
@@ -224,7 +224,11 @@ pub(crate) fn encode(invoice: &Invoice) -> Result<String, serde_json::Error> {
         issued_at: invoice.issued_at,
         legacy: invoice.legacy,
         memo: invoice.memo.as_deref().map(Cow::Borrowed),
-    })
+    };
+    // Sized up front: a line takes about a hundred bytes.
+    let mut out = Vec::with_capacity(512 + 112 * invoice.lines.len());
+    serde_json::to_writer(&mut out, &stored)?;
+    String::from_utf8(out).map_err(|e| <serde_json::Error as serde::ser::Error>::custom(e))
 }
 
 /// Decodes a `document` column written by [`encode`].
