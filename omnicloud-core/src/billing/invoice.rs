@@ -228,7 +228,7 @@ pub(crate) fn encode(invoice: &Invoice) -> Result<String, serde_json::Error> {
     // Sized up front: a line takes about a hundred bytes.
     let mut out = Vec::with_capacity(512 + 112 * invoice.lines.len());
     serde_json::to_writer(&mut out, &stored)?;
-    String::from_utf8(out).map_err(|e| <serde_json::Error as serde::ser::Error>::custom(e))
+    String::from_utf8(out).map_err(<serde_json::Error as serde::ser::Error>::custom)
 }
 
 /// Decodes a `document` column written by [`encode`].
