@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import omnicloud as oc
+from tests.rawsqlite import RawSQLite
 
 UTC = dt.timezone.utc
 
@@ -265,59 +266,6 @@ def describe(errors: Iterable[BaseException]) -> list[str]:
     return [f"{type(e).__name__}: {e}" for e in errors]
 
 
-_RAW_SQLITE = textwrap.dedent(
-    """
-    import json, sqlite3, sys
-    for request in sys.stdin:
-        db, sql, args = json.loads(request)
-        conn = sqlite3.connect(db, timeout=30)
-        try:
-            reply = {"rows": [list(row) for row in conn.execute(sql, args)]}
-        except sqlite3.Error as e:
-            reply = {"error": f"{type(e).__name__}: {e}"}
-        finally:
-            conn.close()
-        sys.stdout.write(json.dumps(reply) + "\\n")
-        sys.stdout.flush()
-    """
-)
-
-
-class RawSQLite:
-    """Raw SQL with the standard library's sqlite3, in a helper process.
-
-    Never in this process: a second SQLite library loaded next to the one compiled into
-    omnicloud shares the process's POSIX locks on the file, and closing it would checkpoint
-    and unlink the WAL under omnicloud's open connections (docs/billing.md, operating notes).
-    """
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
-        self._lock = threading.Lock()
-
-    def rows(self, path: Path, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-c", _RAW_SQLITE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-                )
-            assert self._proc.stdin is not None and self._proc.stdout is not None
-            self._proc.stdin.write(json.dumps([str(path), sql, list(args)]) + "\n")
-            self._proc.stdin.flush()
-            reply = json.loads(self._proc.stdout.readline())
-        if "error" in reply:
-            raise AssertionError(f"raw SQL failed: {reply['error']} ({sql})")
-        return [tuple(row) for row in reply["rows"]]
-
-    def close(self) -> None:
-        if self._proc is not None:
-            assert self._proc.stdin is not None and self._proc.stdout is not None
-            self._proc.stdin.close()
-            self._proc.wait(timeout=30)
-            self._proc.stdout.close()
-            self._proc = None
-
-
 RAW = RawSQLite()
 
 
@@ -329,7 +277,7 @@ def _raw_sqlite_helper() -> Iterator[None]:
 
 def table_rows(path: Path, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
     """Rows read from the file by the standard library's sqlite3, bypassing omnicloud."""
-    return RAW.rows(path, sql, args)
+    return RAW.rows(path, sql, tuple(args))
 
 
 # ----- the shared-file storm --------------------------------------------------------------

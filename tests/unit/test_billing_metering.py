@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -26,6 +22,7 @@ from hypothesis import strategies as st
 
 import omnicloud as oc
 from tests.conftest import T0
+from tests.rawsqlite import RawSQLite
 
 UTC = dt.timezone.utc
 
@@ -125,55 +122,28 @@ def make_rates(store: oc.Store | None = None) -> oc.ExchangeRates:
     return rates
 
 
-# Raw SQL runs in a child process: a second SQLite library loaded into this process (the
-# standard library's, next to the one compiled into omnicloud) would share the process's POSIX
-# locks on the file, and closing it would checkpoint and unlink the store's WAL under its feet.
-_RAW_SQLITE = """
-import json, sqlite3, sys
-db, sql, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-conn = sqlite3.connect(db, timeout=30)
-try:
-    if sql == "DUMP":
-        out = list(conn.iterdump())
-    else:
-        out = [list(row) for row in conn.execute(sql, params).fetchall()]
-        conn.commit()
-    print(json.dumps({"rows": out}))
-except sqlite3.DatabaseError as e:
-    print(json.dumps({"error": type(e).__name__, "message": str(e)}))
-finally:
-    conn.close()
-"""
+RAW = RawSQLite()
 
 
-def _raw(db: Path, sql: str, params: Sequence[object] = ()) -> list[Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", _RAW_SQLITE, str(db), sql, json.dumps(list(params))],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    out = json.loads(done.stdout)
-    if "error" in out:
-        raise sqlite3.DatabaseError(f"{out['error']}: {out['message']}")
-    rows: list[Any] = out["rows"]
-    return rows
+@pytest.fixture(scope="module", autouse=True)
+def _raw_sqlite_helper() -> Iterator[None]:
+    yield
+    RAW.close()
 
 
 def raw_rows(db: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
     """Rows read with the standard library's sqlite3, bypassing omnicloud."""
-    return [tuple(row) for row in _raw(db, sql, params)]
+    return RAW.rows(db, sql, tuple(params))
 
 
 def raw_write(db: Path, sql: str) -> None:
     """A write with the standard library's sqlite3, bypassing omnicloud."""
-    _raw(db, sql)
+    RAW.rows(db, sql)
 
 
 def raw_dump(db: Path) -> list[str]:
     """The whole database as SQL text."""
-    return [str(line) for line in _raw(db, "DUMP")]
+    return [str(line) for line in RAW.call("iterdump", db)]
 
 
 def line_facts(invoice: oc.Invoice) -> list[tuple[object, ...]]:
