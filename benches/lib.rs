@@ -35,3 +35,22 @@ pub fn filled_audit_log(n: usize) -> Result<AuditLog, omnicloud_core::Error> {
     }
     Ok(log)
 }
+
+/// A deterministic pseudo-random sequence (xorshift), so bench inputs are the same every run.
+#[derive(Debug, Clone)]
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// The next value, below `n` (which must not be zero).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// One of `items` (which must not be empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}

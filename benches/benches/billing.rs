@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use omnicloud_benches::Xorshift;
 use omnicloud_core::billing::{
     BillingService, Currency, DiscountTerms, ExchangeRates, LegacyInvoice, MigrationOptions, Money,
     Period, UsageRecord, migrate_billing_currency,
@@ -23,22 +24,6 @@ use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
 use omnicloud_core::tenancy::{Tenant, TenantRegistry};
 use rust_decimal::Decimal;
-
-/// A deterministic pseudo-random sequence (xorshift), so inputs are the same every run.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Billing currencies and their rates to USD (inverses terminate, as in `benches/peers.py`).
 const CURRENCIES: [(&str, &str); 8] = [

@@ -7,25 +7,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use omnicloud_benches::t0;
+use omnicloud_benches::{Xorshift, t0};
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::state::{
     DependencyResolver, DriftStrategy, ExactMatch, Resource, SemanticEquality, SnapshotManager,
     StateExport,
 };
 use serde_json::{Value, json};
-
-/// A deterministic pseudo-random sequence (xorshift), so inputs are the same every run.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn graph(n: usize, edges: usize) -> DependencyResolver {
     let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15);
