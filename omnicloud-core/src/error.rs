@@ -45,6 +45,9 @@ pub enum Error {
     /// The event bus: a subscriber failed.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// Failover: policies, health, plans.
+    #[error(transparent)]
+    Failover(#[from] FailoverError),
 }
 
 /// A shorthand for results whose error is a core [`Error`].
@@ -312,6 +315,40 @@ pub enum BillingError {
         processed: u64,
         /// Why it stopped.
         reason: String,
+    },
+}
+
+/// Failover refused an operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailoverError {
+    /// A failover policy is unusable.
+    #[error("invalid failover policy for tenant {tenant_id:?}: {reason}")]
+    InvalidPolicy {
+        /// The tenant the policy is for.
+        tenant_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A DNS record to switch is unusable.
+    #[error("invalid DNS record {name:?}: {reason}")]
+    InvalidRecord {
+        /// The record's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A health check result is unusable (unknown region for the tenant's policy, bad ids).
+    #[error("invalid health check result: {reason}")]
+    InvalidHealthResult {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tenant has no failover policy.
+    #[error("tenant {tenant_id:?} has no failover policy")]
+    NoPolicy {
+        /// The tenant.
+        tenant_id: String,
     },
 }
 

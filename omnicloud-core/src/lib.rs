@@ -34,6 +34,7 @@ pub mod billing;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod failover;
 pub mod ids;
 pub mod scheduling;
 pub mod state;
