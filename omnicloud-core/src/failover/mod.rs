@@ -5,10 +5,20 @@
 //! zones failing enough consecutive checks inside the window), when it counts as recovered
 //! (healthy for the whole failback delay), and what a tenant's health calls for. It performs
 //! no I/O: probes, DNS updates and resource promotion go through traits the runtime
-//! implements. The controller that plans and executes failovers joins it in a later step.
+//! implements. [`PlanExecutor`] builds plans from the dependency graph, persists them before
+//! they run and executes them step by step, resumable after a crash.
 
 mod health;
+mod plan;
 mod policy;
+mod providers;
 
 pub use health::{Decision, HealthCheckResult, HealthHistory, Serving, ZoneEvidence, decide};
+pub use plan::{FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction, TransitionKind};
 pub use policy::{DnsRecord, FailoverPolicy, MAX_FAILURE_THRESHOLD, MAX_TTL_S, RecordType};
+pub use providers::{DnsProvider, InMemoryDns, InMemoryResources, ResourceController};
+
+pub(crate) use plan::SCHEMA;
+
+#[cfg(test)]
+mod tests;

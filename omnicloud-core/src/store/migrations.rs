@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "billing: accounts, currencies, prices, usage, invoices, credits, pools, migration checkpoint",
         sql: crate::billing::SCHEMA,
     },
+    Migration {
+        version: 6,
+        name: "failover: persisted plans and their steps",
+        sql: crate::failover::SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").

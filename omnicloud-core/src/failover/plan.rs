@@ -1,0 +1,632 @@
+//! Failover plans: built from the dependency graph, persisted before they run, executed step by
+//! step with each completion written down, so a controller that dies mid-way resumes the plan
+//! without repeating a completed step or skipping one.
+//!
+//! A plan promotes the tenant's resources of the region it leaves, in dependency order
+//! (databases before the application servers that need them, before the load balancers in
+//! front), in the region it goes to; then it switches every DNS record of the policy. A step
+//! that fails is retried; if it still fails the plan stops in a reported state.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{DnsProvider, FailoverPolicy, ResourceController};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::clock::SharedClock;
+use crate::error::{Error, Result, StoreError};
+use crate::ids::{TenantId, generate_id};
+use crate::state::StateManager;
+use crate::store::{Store, format_timestamp};
+
+/// The plan tables (migration 6).
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE failover_plans (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    from_region    TEXT NOT NULL,
+    to_region      TEXT NOT NULL,
+    trigger        TEXT NOT NULL,
+    initiated_at   TEXT NOT NULL,
+    dns_updated_at TEXT,
+    completed_at   TEXT,
+    status         TEXT NOT NULL
+);
+CREATE INDEX failover_plans_tenant ON failover_plans (tenant_id, initiated_at);
+CREATE TABLE failover_steps (
+    plan_id    TEXT NOT NULL REFERENCES failover_plans (id),
+    position   INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    done_at    TEXT,
+    attempts   INTEGER NOT NULL,
+    last_error TEXT,
+    PRIMARY KEY (plan_id, position)
+) WITHOUT ROWID;
+";
+
+/// Failover (primary to secondary) or failback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// Away from the primary region.
+    Failover,
+    /// Back to the primary region.
+    Failback,
+}
+
+impl TransitionKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failover => "failover",
+            Self::Failback => "failback",
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    /// Promote the resource's standby in the target region.
+    Promote,
+    /// Switch a DNS record to the target region's value.
+    SwitchDns,
+}
+
+impl StepAction {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promote => "promote",
+            Self::SwitchDns => "switch_dns",
+        }
+    }
+}
+
+/// One step of a plan and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Its position in the plan (0-based).
+    pub position: u32,
+    /// What it does.
+    pub action: StepAction,
+    /// The resource promoted, or the DNS record's name.
+    pub target: String,
+    /// When it completed.
+    pub done_at: Option<DateTime<Utc>>,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+}
+
+/// Where a plan stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Not finished (running, or interrupted and waiting to be resumed).
+    Running,
+    /// Every step done.
+    Completed,
+    /// A step failed every attempt; the plan stopped there.
+    Stopped,
+}
+
+impl PlanStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "completed" => Some(Self::Completed),
+            "stopped" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// A persisted plan and its outcome so far: the failover report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverReport {
+    /// The plan's id.
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Failover or failback.
+    pub kind: TransitionKind,
+    /// The region left.
+    pub from_region: String,
+    /// The region that serves afterwards.
+    pub to_region: String,
+    /// What triggered it: the health evidence, or the operator and reason.
+    pub trigger: Value,
+    /// The steps, in order.
+    pub steps: Vec<PlanStep>,
+    /// When the plan was persisted.
+    pub initiated_at: DateTime<Utc>,
+    /// When the last DNS record was switched.
+    pub dns_updated_at: Option<DateTime<Utc>>,
+    /// When the last step completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Where it stands.
+    pub status: PlanStatus,
+}
+
+impl FailoverReport {
+    /// Seconds from initiation to the DNS switch.
+    pub fn dns_delay_s(&self) -> Option<f64> {
+        self.dns_updated_at
+            .map(|d| (d - self.initiated_at).as_seconds_f64())
+    }
+}
+
+/// Builds, persists and executes plans.
+pub struct PlanExecutor {
+    store: Store,
+    clock: SharedClock,
+    state: Arc<StateManager>,
+    resources: Arc<dyn ResourceController>,
+    dns: Arc<dyn DnsProvider>,
+    audit: Option<AuditLog>,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for PlanExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanExecutor")
+            .field("store", &self.store)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlanExecutor {
+    /// An executor writing plans to `store`, reading resources from `state`, acting through
+    /// `resources` and `dns`, and recording every event in `audit` if given. Steps are tried
+    /// three times.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        state: Arc<StateManager>,
+        resources: Arc<dyn ResourceController>,
+        dns: Arc<dyn DnsProvider>,
+        audit: Option<AuditLog>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            state,
+            resources,
+            dns,
+            audit,
+            max_attempts: 3,
+        }
+    }
+
+    /// The same executor trying each step up to `attempts` times (at least once).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |e| Error::Store(self.store.sqlite_error(e))
+    }
+
+    /// Builds and persists a plan (nothing is executed yet): the tenant's resources in the
+    /// region left, in dependency order, then the policy's DNS records.
+    pub fn plan(
+        &self,
+        policy: &FailoverPolicy,
+        kind: TransitionKind,
+        trigger: Value,
+    ) -> Result<FailoverReport> {
+        let (from, to) = match kind {
+            TransitionKind::Failover => (&policy.primary_region, &policy.secondary_region),
+            TransitionKind::Failback => (&policy.secondary_region, &policy.primary_region),
+        };
+        let tenant = &policy.tenant_id;
+        let order = self.state.dependency_order(Some(tenant))?;
+        let in_region: std::collections::HashSet<String> = self
+            .state
+            .list(Some(tenant), None)?
+            .into_iter()
+            .filter(|r| r.region == *from || r.region == *to)
+            .map(|r| r.id.clone())
+            .collect();
+        let mut steps: Vec<PlanStep> = order
+            .into_iter()
+            .filter(|id| in_region.contains(id))
+            .map(|id| (StepAction::Promote, id))
+            .chain(
+                policy
+                    .dns_records
+                    .iter()
+                    .map(|r| (StepAction::SwitchDns, r.name.clone())),
+            )
+            .enumerate()
+            .map(|(i, (action, target))| PlanStep {
+                position: u32::try_from(i).unwrap_or(u32::MAX),
+                action,
+                target,
+                done_at: None,
+                attempts: 0,
+                last_error: None,
+            })
+            .collect();
+        steps.shrink_to_fit();
+        let report = FailoverReport {
+            id: generate_id(),
+            tenant_id: tenant.clone(),
+            kind,
+            from_region: from.clone(),
+            to_region: to.clone(),
+            trigger,
+            steps,
+            initiated_at: self.clock.now(),
+            dns_updated_at: None,
+            completed_at: None,
+            status: PlanStatus::Running,
+        };
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "INSERT INTO failover_plans (id, tenant_id, kind, from_region, to_region, trigger,
+                     initiated_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
+                params![
+                    report.id,
+                    tenant.as_str(),
+                    kind.as_str(),
+                    from,
+                    to,
+                    report.trigger.to_string(),
+                    format_timestamp(report.initiated_at)
+                ],
+            )
+            .map_err(self.sql())?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO failover_steps (plan_id, position, kind, target, attempts)
+                     VALUES (?1, ?2, ?3, ?4, 0)",
+                )
+                .map_err(self.sql())?;
+            for s in &report.steps {
+                insert
+                    .execute(params![report.id, s.position, s.action.as_str(), s.target])
+                    .map_err(self.sql())?;
+            }
+            Ok(())
+        })?;
+        self.audit_event(&report, "failover.initiated", None, |r| {
+            serde_json::json!({
+                "kind": r.kind.as_str(),
+                "from_region": r.from_region,
+                "to_region": r.to_region,
+                "trigger": r.trigger,
+                "steps": r.steps.len(),
+            })
+        })?;
+        Ok(report)
+    }
+
+    /// Runs the plan's remaining steps in order, writing each completion before the next
+    /// starts. Returns the report: completed, or stopped at a step that failed every attempt.
+    pub fn execute(&self, plan_id: &str, policy: &FailoverPolicy) -> Result<FailoverReport> {
+        let mut report = self.load(plan_id)?;
+        if report.status != PlanStatus::Running {
+            return Ok(report);
+        }
+        let target_region = report.to_region.clone();
+        for i in 0..report.steps.len() {
+            if report.steps[i].done_at.is_some() {
+                continue;
+            }
+            let step = report.steps[i].clone();
+            let mut outcome = Err(String::new());
+            let mut attempts = step.attempts;
+            while attempts < step.attempts + self.max_attempts {
+                attempts += 1;
+                outcome = self.run_step(&step, policy, report.kind, &target_region);
+                if outcome.is_ok() {
+                    break;
+                }
+            }
+            let now = self.clock.now();
+            match outcome {
+                Ok(()) => {
+                    self.record_step(&report.id, step.position, attempts, Some(now), None)?;
+                    let s = &mut report.steps[i];
+                    (s.done_at, s.attempts, s.last_error) = (Some(now), attempts, None);
+                    self.audit_event(&report, "failover.step", Some(&step.target), |_| {
+                        serde_json::json!({
+                            "action": step.action.as_str(),
+                            "position": step.position,
+                            "attempts": attempts,
+                        })
+                    })?;
+                }
+                Err(message) => {
+                    self.record_step(&report.id, step.position, attempts, None, Some(&message))?;
+                    self.finish(&report.id, PlanStatus::Stopped, None, None)?;
+                    let s = &mut report.steps[i];
+                    (s.attempts, s.last_error) = (attempts, Some(message.clone()));
+                    report.status = PlanStatus::Stopped;
+                    self.audit_event(
+                        &report,
+                        "failover.stopped",
+                        Some(&step.target),
+                        |_| serde_json::json!({"error": message, "attempts": attempts}),
+                    )?;
+                    return Ok(report);
+                }
+            }
+        }
+        let now = self.clock.now();
+        let dns_at = report
+            .steps
+            .iter()
+            .filter(|s| s.action == StepAction::SwitchDns)
+            .filter_map(|s| s.done_at)
+            .max();
+        self.finish(&report.id, PlanStatus::Completed, dns_at, Some(now))?;
+        (report.dns_updated_at, report.completed_at, report.status) =
+            (dns_at, Some(now), PlanStatus::Completed);
+        self.audit_event(&report, "failover.completed", None, |r| {
+            serde_json::json!({
+                "kind": r.kind.as_str(),
+                "to_region": r.to_region,
+                "dns_delay_s": r.dns_delay_s(),
+            })
+        })?;
+        Ok(report)
+    }
+
+    fn run_step(
+        &self,
+        step: &PlanStep,
+        policy: &FailoverPolicy,
+        kind: TransitionKind,
+        region: &str,
+    ) -> std::result::Result<(), String> {
+        match step.action {
+            StepAction::Promote => {
+                let resource = self.state.get(&step.target).map_err(|e| e.to_string())?;
+                self.resources.promote(&resource, region)
+            }
+            StepAction::SwitchDns => {
+                let record = policy
+                    .dns_records
+                    .iter()
+                    .find(|r| r.name == step.target)
+                    .ok_or_else(|| {
+                        format!("the policy no longer has DNS record {}", step.target)
+                    })?;
+                let value = match kind {
+                    TransitionKind::Failover => &record.secondary_value,
+                    TransitionKind::Failback => &record.primary_value,
+                };
+                self.dns.set(record, value)
+            }
+        }
+    }
+
+    fn record_step(
+        &self,
+        plan: &str,
+        position: u32,
+        attempts: u32,
+        done_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE failover_steps SET attempts = ?3, done_at = ?4, last_error = ?5
+                 WHERE plan_id = ?1 AND position = ?2",
+                params![
+                    plan,
+                    position,
+                    attempts,
+                    done_at.map(format_timestamp),
+                    error
+                ],
+            )
+            .map_err(self.sql())?;
+            Ok(())
+        })
+    }
+
+    fn finish(
+        &self,
+        plan: &str,
+        status: PlanStatus,
+        dns_at: Option<DateTime<Utc>>,
+        completed_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE failover_plans SET status = ?2, dns_updated_at = ?3, completed_at = ?4
+                 WHERE id = ?1",
+                params![
+                    plan,
+                    status.as_str(),
+                    dns_at.map(format_timestamp),
+                    completed_at.map(format_timestamp)
+                ],
+            )
+            .map_err(self.sql())?;
+            Ok(())
+        })
+    }
+
+    /// The tenant's unfinished plan, if one was interrupted.
+    pub fn open_plan(&self, tenant_id: &TenantId) -> Result<Option<FailoverReport>> {
+        let id: Option<String> = self.store.read(|c| {
+            c.query_row(
+                "SELECT id FROM failover_plans WHERE tenant_id = ?1 AND status = 'running'
+                 ORDER BY initiated_at DESC LIMIT 1",
+                [tenant_id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        id.map(|id| self.load(&id)).transpose()
+    }
+
+    /// A plan as persisted.
+    pub fn load(&self, plan_id: &str) -> Result<FailoverReport> {
+        let loaded = self.store.read(|c| load_plan(c, plan_id))?;
+        let row = loaded.ok_or_else(|| StoreError::Decode {
+            path: self.store.label().to_path_buf(),
+            table: "failover_plans",
+            column: "id",
+            reason: format!("no plan {plan_id:?}"),
+        })?;
+        row.decode(&self.store)
+    }
+
+    fn audit_event(
+        &self,
+        report: &FailoverReport,
+        action: &str,
+        resource: Option<&str>,
+        details: impl FnOnce(&FailoverReport) -> Value,
+    ) -> Result<()> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let mut record = AuditRecord::new("failover-controller", action)
+            .tenant(report.tenant_id.clone())
+            .details(serde_json::json!({"plan_id": report.id, "event": details(report)}));
+        if let Some(r) = resource {
+            record = record.resource(r);
+        }
+        audit.append(record)?;
+        Ok(())
+    }
+}
+
+/// A step's row: position, action, target, done at, attempts, last error.
+type StepRow = (u32, String, String, Option<String>, u32, Option<String>);
+
+/// A plan's rows, as read.
+struct PlanRow {
+    /// id, tenant, kind, from, to, trigger, initiated at.
+    plan: (String, String, String, String, String, String, String),
+    /// DNS updated at, completed at, status.
+    finished: (Option<String>, Option<String>, String),
+    steps: Vec<StepRow>,
+}
+
+fn load_plan(c: &Connection, plan_id: &str) -> rusqlite::Result<Option<PlanRow>> {
+    let head = c
+        .query_row(
+            "SELECT id, tenant_id, kind, from_region, to_region, trigger, initiated_at,
+                    dns_updated_at, completed_at, status FROM failover_plans WHERE id = ?1",
+            [plan_id],
+            |r| {
+                Ok((
+                    (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ),
+                    (r.get(7)?, r.get(8)?, r.get(9)?),
+                ))
+            },
+        )
+        .optional()?;
+    let Some((plan, finished)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT position, kind, target, done_at, attempts, last_error FROM failover_steps
+         WHERE plan_id = ?1 ORDER BY position",
+    )?;
+    let steps = stmt
+        .query_map([plan_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(PlanRow {
+        plan,
+        finished,
+        steps,
+    }))
+}
+
+impl PlanRow {
+    fn decode(self, store: &Store) -> Result<FailoverReport> {
+        let bad = |column: &'static str, reason: String| -> Error {
+            StoreError::Decode {
+                path: store.label().to_path_buf(),
+                table: "failover_plans",
+                column,
+                reason,
+            }
+            .into()
+        };
+        let time = |column, text: &str| store.decode_time("failover_plans", column, text);
+        let (id, tenant, kind, from, to, trigger, initiated) = self.plan;
+        let (dns, completed, status) = self.finished;
+        let kind = match kind.as_str() {
+            "failover" => TransitionKind::Failover,
+            "failback" => TransitionKind::Failback,
+            other => return Err(bad("kind", format!("unknown kind {other:?}"))),
+        };
+        let steps = self
+            .steps
+            .into_iter()
+            .map(|(position, action, target, done, attempts, last_error)| {
+                let action = match action.as_str() {
+                    "promote" => StepAction::Promote,
+                    "switch_dns" => StepAction::SwitchDns,
+                    other => return Err(bad("kind", format!("unknown step {other:?}"))),
+                };
+                Ok(PlanStep {
+                    position,
+                    action,
+                    target,
+                    done_at: done.map(|d| time("done_at", &d)).transpose()?,
+                    attempts,
+                    last_error,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FailoverReport {
+            id,
+            tenant_id: TenantId::new(tenant).map_err(|e| bad("tenant_id", e.to_string()))?,
+            kind,
+            from_region: from,
+            to_region: to,
+            trigger: serde_json::from_str(&trigger).map_err(|e| bad("trigger", e.to_string()))?,
+            steps,
+            initiated_at: time("initiated_at", &initiated)?,
+            dns_updated_at: dns.map(|d| time("dns_updated_at", &d)).transpose()?,
+            completed_at: completed.map(|d| time("completed_at", &d)).transpose()?,
+            status: PlanStatus::parse(&status)
+                .ok_or_else(|| bad("status", format!("unknown status {status:?}")))?,
+        })
+    }
+}

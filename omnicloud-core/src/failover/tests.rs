@@ -1,0 +1,229 @@
+//! Plans against a real SQLite store and the in-memory providers.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::audit::{AuditLog, AuditQuery};
+use crate::clock::{ManualClock, SharedClock};
+use crate::events::EventBus;
+use crate::ids::TenantId;
+use crate::state::{Resource, SqliteStateStore, StateManager};
+use crate::store::Store;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .expect("t")
+        .with_timezone(&Utc)
+}
+
+fn tenant() -> TenantId {
+    TenantId::new("acme").expect("id")
+}
+
+struct World {
+    store: Store,
+    clock: SharedClock,
+    state: Arc<StateManager>,
+    policy: FailoverPolicy,
+    dns: Arc<InMemoryDns>,
+    audit: AuditLog,
+}
+
+fn world() -> World {
+    let store = Store::memory().expect("store");
+    let clock: SharedClock = Arc::new(ManualClock::new(t0()));
+    let state = Arc::new(
+        StateManager::new(
+            Arc::new(SqliteStateStore::new(store.clone()).expect("state store")),
+            clock.clone(),
+            EventBus::new(),
+            None,
+        )
+        .expect("state"),
+    );
+    // Registered in reverse dependency order: the plan must still put the database first.
+    for (id, kind, region, deps) in [
+        ("lb", "load_balancer", "eu-west-1", vec!["app"]),
+        ("app", "app_server", "eu-west-1", vec!["db"]),
+        ("db", "database", "eu-west-1", vec![]),
+        ("cache", "cache", "us-east-1", vec![]),
+    ] {
+        let r = Resource::new(id, tenant(), kind, region, json!({}))
+            .expect("resource")
+            .with_dependencies(deps)
+            .expect("deps");
+        state.register(r).expect("register");
+    }
+    let record = DnsRecord::new(
+        "example.com",
+        "api.example.com",
+        RecordType::A,
+        "192.0.2.10",
+        "198.51.100.10",
+        30,
+    )
+    .expect("record");
+    let policy = FailoverPolicy::new(
+        tenant(),
+        "eu-west-1",
+        "eu-central-1",
+        3,
+        60,
+        2,
+        300,
+        true,
+        vec![record],
+    )
+    .expect("policy");
+    let audit = AuditLog::new(store.clone(), clock.clone());
+    World {
+        store,
+        clock,
+        state,
+        policy,
+        dns: Arc::new(InMemoryDns::new()),
+        audit,
+    }
+}
+
+fn executor(w: &World, resources: Arc<dyn ResourceController>) -> PlanExecutor {
+    PlanExecutor::new(
+        w.store.clone(),
+        w.clock.clone(),
+        w.state.clone(),
+        resources,
+        w.dns.clone(),
+        Some(w.audit.clone()),
+    )
+}
+
+#[test]
+fn a_failover_promotes_in_dependency_order_then_switches_dns() {
+    let w = world();
+    let resources = Arc::new(InMemoryResources::new());
+    let ex = executor(&w, resources.clone());
+    let plan = ex
+        .plan(
+            &w.policy,
+            TransitionKind::Failover,
+            json!({"operator": "alice"}),
+        )
+        .expect("plan");
+    let targets: Vec<&str> = plan.steps.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(targets, ["db", "app", "lb", "api.example.com."]);
+    let report = ex.execute(&plan.id, &w.policy).expect("execute");
+    assert_eq!(report.status, PlanStatus::Completed);
+    assert_eq!(resources.calls(), ["db", "app", "lb"]);
+    assert!(
+        resources
+            .promoted()
+            .values()
+            .all(|region| region == "eu-central-1")
+    );
+    assert_eq!(
+        w.dns.lookup("api.example.com.", "A"),
+        Some(("198.51.100.10".into(), 30))
+    );
+    assert_eq!(report.dns_delay_s(), Some(0.0));
+    assert_eq!(ex.load(&plan.id).expect("load"), report);
+    let actions: Vec<String> = w
+        .audit
+        .query(&AuditQuery::default())
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "failover.initiated",
+            "failover.step",
+            "failover.step",
+            "failover.step",
+            "failover.step",
+            "failover.completed"
+        ]
+    );
+    // Executing a completed plan again changes nothing.
+    ex.execute(&plan.id, &w.policy).expect("again");
+    assert_eq!(resources.calls().len(), 3);
+}
+
+#[test]
+fn failing_steps_are_retried_then_the_plan_stops_in_a_reported_state() {
+    let w = world();
+    let resources = Arc::new(InMemoryResources::new());
+    resources.fail_next("app", 2);
+    let ex = executor(&w, resources.clone());
+    let plan = ex
+        .plan(&w.policy, TransitionKind::Failover, json!({}))
+        .expect("plan");
+    let report = ex.execute(&plan.id, &w.policy).expect("execute");
+    assert_eq!(report.status, PlanStatus::Completed);
+    assert_eq!(report.steps[1].attempts, 3);
+    resources.fail_next("db", 10);
+    let plan = ex
+        .plan(&w.policy, TransitionKind::Failback, json!({}))
+        .expect("plan");
+    let report = ex.execute(&plan.id, &w.policy).expect("execute");
+    assert_eq!(report.status, PlanStatus::Stopped);
+    assert_eq!(report.steps[0].attempts, 3);
+    assert!(
+        report.steps[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("injected"))
+    );
+    assert!(report.steps[1..].iter().all(|s| s.done_at.is_none()));
+    assert_eq!(
+        w.dns.lookup("api.example.com.", "A").map(|v| v.0),
+        Some("198.51.100.10".into()),
+        "the stopped failback never reached DNS"
+    );
+}
+
+/// A controller that dies (panics) on one resource, as a crashed process would stop there.
+struct Crashing {
+    inner: Arc<InMemoryResources>,
+    on: &'static str,
+}
+
+impl ResourceController for Crashing {
+    fn promote(&self, resource: &Resource, region: &str) -> Result<(), String> {
+        assert!(resource.id != self.on, "controller died");
+        self.inner.promote(resource, region)
+    }
+}
+
+#[test]
+fn an_interrupted_plan_resumes_without_repeating_or_skipping_a_step() {
+    let w = world();
+    let resources = Arc::new(InMemoryResources::new());
+    let crashing = executor(
+        &w,
+        Arc::new(Crashing {
+            inner: resources.clone(),
+            on: "app",
+        }),
+    );
+    let plan = crashing
+        .plan(&w.policy, TransitionKind::Failover, json!({}))
+        .expect("plan");
+    let died = catch_unwind(AssertUnwindSafe(|| crashing.execute(&plan.id, &w.policy)));
+    assert!(died.is_err());
+    let restarted = executor(&w, resources.clone());
+    let open = restarted
+        .open_plan(&tenant())
+        .expect("open")
+        .expect("one open plan");
+    assert_eq!(open.id, plan.id);
+    assert!(open.steps[0].done_at.is_some() && open.steps[1].done_at.is_none());
+    let report = restarted.execute(&open.id, &w.policy).expect("resume");
+    assert_eq!(report.status, PlanStatus::Completed);
+    assert_eq!(resources.calls(), ["db", "app", "lb"], "each promoted once");
+    assert!(restarted.open_plan(&tenant()).expect("open").is_none());
+}
