@@ -350,6 +350,23 @@ pub enum FailoverError {
         /// The tenant.
         tenant_id: String,
     },
+    /// A manual failover of a tenant already on its secondary, or a failback of one already on
+    /// its primary.
+    #[error("tenant {tenant_id:?} is already where a {kind} would take it")]
+    AlreadyThere {
+        /// The tenant.
+        tenant_id: String,
+        /// `failover` or `failback`.
+        kind: &'static str,
+    },
+    /// Another plan of the tenant is still running (or waiting to be resumed).
+    #[error("tenant {tenant_id:?} has plan {plan_id} in progress")]
+    PlanInProgress {
+        /// The tenant.
+        tenant_id: String,
+        /// The plan in progress.
+        plan_id: String,
+    },
 }
 
 /// The event bus failed.

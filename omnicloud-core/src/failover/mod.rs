@@ -8,17 +8,20 @@
 //! implements. [`PlanExecutor`] builds plans from the dependency graph, persists them before
 //! they run and executes them step by step, resumable after a crash.
 
+mod controller;
 mod health;
 mod plan;
 mod policy;
 mod providers;
+mod schema;
 
+pub use controller::{FailoverController, FailoverStatus, MAX_REASON_CHARS};
 pub use health::{Decision, HealthCheckResult, HealthHistory, Serving, ZoneEvidence, decide};
 pub use plan::{FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction, TransitionKind};
 pub use policy::{DnsRecord, FailoverPolicy, MAX_FAILURE_THRESHOLD, MAX_TTL_S, RecordType};
 pub use providers::{DnsProvider, InMemoryDns, InMemoryResources, ResourceController};
 
-pub(crate) use plan::SCHEMA;
+pub(crate) use schema::SCHEMA;
 
 #[cfg(test)]
 mod tests;

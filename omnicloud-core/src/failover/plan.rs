@@ -22,33 +22,6 @@ use crate::ids::{TenantId, generate_id};
 use crate::state::StateManager;
 use crate::store::{Store, format_timestamp};
 
-/// The plan tables (migration 6).
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE failover_plans (
-    id             TEXT PRIMARY KEY,
-    tenant_id      TEXT NOT NULL,
-    kind           TEXT NOT NULL,
-    from_region    TEXT NOT NULL,
-    to_region      TEXT NOT NULL,
-    trigger        TEXT NOT NULL,
-    initiated_at   TEXT NOT NULL,
-    dns_updated_at TEXT,
-    completed_at   TEXT,
-    status         TEXT NOT NULL
-);
-CREATE INDEX failover_plans_tenant ON failover_plans (tenant_id, initiated_at);
-CREATE TABLE failover_steps (
-    plan_id    TEXT NOT NULL REFERENCES failover_plans (id),
-    position   INTEGER NOT NULL,
-    kind       TEXT NOT NULL,
-    target     TEXT NOT NULL,
-    done_at    TEXT,
-    attempts   INTEGER NOT NULL,
-    last_error TEXT,
-    PRIMARY KEY (plan_id, position)
-) WITHOUT ROWID;
-";
-
 /// Failover (primary to secondary) or failback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -481,6 +454,18 @@ impl PlanExecutor {
             .optional()
         })?;
         id.map(|id| self.load(&id)).transpose()
+    }
+
+    /// The tenant's plans, oldest first.
+    pub fn reports(&self, tenant_id: &TenantId) -> Result<Vec<FailoverReport>> {
+        let ids: Vec<String> = self.store.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id FROM failover_plans WHERE tenant_id = ?1 ORDER BY initiated_at, id",
+            )?;
+            stmt.query_map([tenant_id.as_str()], |r| r.get(0))?
+                .collect()
+        })?;
+        ids.iter().map(|id| self.load(id)).collect()
     }
 
     /// A plan as persisted.

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::audit::{AuditLog, AuditQuery};
-use crate::clock::{ManualClock, SharedClock};
+use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::events::EventBus;
 use crate::ids::TenantId;
 use crate::state::{Resource, SqliteStateStore, StateManager};
@@ -226,4 +226,170 @@ fn an_interrupted_plan_resumes_without_repeating_or_skipping_a_step() {
     assert_eq!(report.status, PlanStatus::Completed);
     assert_eq!(resources.calls(), ["db", "app", "lb"], "each promoted once");
     assert!(restarted.open_plan(&tenant()).expect("open").is_none());
+}
+
+fn controller(w: &World, resources: Arc<dyn ResourceController>) -> FailoverController {
+    FailoverController::new(w.store.clone(), w.clock.clone(), executor(w, resources))
+        .expect("controller")
+}
+
+fn health(
+    tenant: &str,
+    region: &str,
+    zone: &str,
+    healthy: bool,
+    at: DateTime<Utc>,
+) -> HealthCheckResult {
+    HealthCheckResult::new(
+        TenantId::new(tenant).expect("id"),
+        region,
+        zone,
+        healthy,
+        at,
+        None,
+    )
+    .expect("result")
+}
+
+#[test]
+fn a_regional_outage_fails_over_once_and_fails_back_after_the_delay() {
+    let w = world();
+    let manual = Arc::new(ManualClock::new(t0()));
+    let w = World {
+        clock: manual.clone(),
+        ..w
+    };
+    let resources = Arc::new(InMemoryResources::new());
+    let c = controller(&w, resources.clone());
+    c.set_policy(w.policy.clone()).expect("policy");
+    let step = |c: &FailoverController, healthy: bool| {
+        for zone in ["a", "b", "c"] {
+            c.record_health(&health("acme", "eu-west-1", zone, healthy, manual.now()))
+                .expect("health");
+        }
+        let reports = c.evaluate().expect("evaluate");
+        manual.advance(10.0).expect("tick");
+        reports
+    };
+    // Two failed rounds: below the threshold of three.
+    assert!(step(&c, false).is_empty());
+    assert!(step(&c, false).is_empty());
+    let reports = step(&c, false);
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(
+        (r.kind, r.status),
+        (TransitionKind::Failover, PlanStatus::Completed)
+    );
+    assert_eq!(r.trigger["health"].as_array().map(Vec::len), Some(3));
+    assert!(r.dns_delay_s().is_some_and(|d| d < 60.0));
+    assert_eq!(
+        c.status(&tenant()).expect("status").serving_region,
+        "eu-central-1"
+    );
+    // The outage goes on: no second failover.
+    for _ in 0..10 {
+        assert!(step(&c, false).is_empty());
+    }
+    // Healthy again: fail back only after 300 s of health.
+    let mut failbacks = Vec::new();
+    for _ in 0..35 {
+        failbacks.extend(step(&c, true));
+    }
+    assert_eq!(failbacks.len(), 1);
+    assert_eq!(failbacks[0].kind, TransitionKind::Failback);
+    assert!(c.status(&tenant()).expect("status").on_primary);
+    assert_eq!(resources.calls(), ["db", "app", "lb", "db", "app", "lb"]);
+    assert_eq!(
+        w.dns.lookup("api.example.com.", "A").map(|v| v.0),
+        Some("192.0.2.10".into())
+    );
+}
+
+#[test]
+fn holds_manual_commands_and_unknown_tenants() {
+    let w = world();
+    let resources = Arc::new(InMemoryResources::new());
+    let c = controller(&w, resources);
+    assert!(matches!(
+        c.status(&tenant()),
+        Err(crate::Error::Failover(
+            crate::error::FailoverError::NoPolicy { .. }
+        ))
+    ));
+    c.set_policy(w.policy.clone()).expect("policy");
+    assert!(
+        c.record_health(&health("acme", "ap-south-1", "a", false, t0()))
+            .is_err()
+    );
+    c.hold(&tenant()).expect("hold");
+    for zone in ["a", "b"] {
+        for s in 0..3 {
+            c.record_health(&health(
+                "acme",
+                "eu-west-1",
+                zone,
+                false,
+                t0() + chrono::TimeDelta::seconds(s),
+            ))
+            .expect("health");
+        }
+    }
+    assert!(c.evaluate().expect("held").is_empty());
+    // Manual failover works while held and while health looks fine.
+    let r = c.failover(&tenant(), "alice", "drill").expect("manual");
+    assert_eq!(r.trigger["operator"], "alice");
+    assert!(c.failover(&tenant(), "alice", "again").is_err());
+    c.release_hold(&tenant()).expect("release");
+    // A restarted controller knows where the tenant is served.
+    let again = controller(&w, Arc::new(InMemoryResources::new()));
+    let status = again.status(&tenant()).expect("status");
+    assert!(!status.on_primary && !status.held);
+    assert_eq!(again.reports(&tenant()).expect("reports").len(), 1);
+    let back = again
+        .failback(&tenant(), "alice", "drill over")
+        .expect("failback");
+    assert_eq!(back.to_region, "eu-west-1");
+}
+
+#[test]
+fn tenants_fail_over_independently() {
+    let w = world();
+    let other = TenantId::new("globex").expect("id");
+    w.state
+        .register(
+            Resource::new("g-db", other.clone(), "database", "us-east-1", json!({})).expect("r"),
+        )
+        .expect("register");
+    let c = controller(&w, Arc::new(InMemoryResources::new()));
+    c.set_policy(w.policy).expect("policy");
+    c.set_policy(
+        FailoverPolicy::new(
+            other.clone(),
+            "us-east-1",
+            "us-west-2",
+            1,
+            60,
+            1,
+            300,
+            true,
+            vec![],
+        )
+        .expect("policy"),
+    )
+    .expect("policy");
+    c.record_health(&health("globex", "us-east-1", "a", false, t0()))
+        .expect("health");
+    let reports = c.evaluate().expect("evaluate");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].tenant_id, other);
+    assert_eq!(
+        reports[0]
+            .steps
+            .iter()
+            .map(|s| s.target.as_str())
+            .collect::<Vec<_>>(),
+        ["g-db"]
+    );
+    assert!(c.status(&tenant()).expect("acme").on_primary);
 }
