@@ -177,7 +177,7 @@ fn problem_name(problem: &core::AuditProblem) -> &'static str {
 /// The append-only, hash-chained audit trail.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct AuditLog {
-    inner: core::AuditLog,
+    pub(crate) inner: core::AuditLog,
 }
 
 #[pymethods]

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, BillingError, Error as CoreError, MoneyError, SchedulingError, SnapshotError,
-    StateError, StoreError, TenancyError, ValidationError,
+    AuditError, BillingError, Error as CoreError, FailoverError, MoneyError, SchedulingError,
+    SnapshotError, StateError, StoreError, TenancyError, ValidationError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -73,6 +73,7 @@ core_from!(
     TenancyError,
     MoneyError,
     BillingError,
+    FailoverError,
     StateError,
     SnapshotError,
     SchedulingError
@@ -186,6 +187,7 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
             _ => ("OmniCloudError", vec![]),
         },
         CoreError::Billing(e) => classify_billing(e),
+        CoreError::Failover(e) => classify_failover(e),
         CoreError::State(e) => classify_state(e),
         CoreError::Scheduling(e) => classify_scheduling(e),
         CoreError::Snapshot(e) => classify_snapshot(e),
@@ -248,6 +250,46 @@ fn classify_billing(err: &BillingError) -> (&'static str, Vec<(&'static str, Fie
             vec![("processed", Number(Some(*processed)))],
         ),
         _ => ("BillingError", vec![]),
+    }
+}
+
+fn classify_failover(err: &FailoverError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::Text;
+    match err {
+        FailoverError::InvalidPolicy { tenant_id, .. } => (
+            "ValidationError",
+            vec![
+                ("field", Text("failover policy".into())),
+                ("value", Text(tenant_id.clone())),
+            ],
+        ),
+        FailoverError::InvalidRecord { name, .. } => (
+            "ValidationError",
+            vec![
+                ("field", Text("DNS record".into())),
+                ("value", Text(name.clone())),
+            ],
+        ),
+        FailoverError::InvalidHealthResult { .. } => (
+            "ValidationError",
+            vec![("field", Text("health check result".into()))],
+        ),
+        FailoverError::NoPolicy { tenant_id } => (
+            "NoFailoverPolicyError",
+            vec![("tenant_id", Text(tenant_id.clone()))],
+        ),
+        FailoverError::AlreadyThere { tenant_id, .. } => (
+            "FailoverConflictError",
+            vec![("tenant_id", Text(tenant_id.clone()))],
+        ),
+        FailoverError::PlanInProgress { tenant_id, plan_id } => (
+            "FailoverConflictError",
+            vec![
+                ("tenant_id", Text(tenant_id.clone())),
+                ("plan_id", Text(plan_id.clone())),
+            ],
+        ),
+        _ => ("FailoverError", vec![]),
     }
 }
 

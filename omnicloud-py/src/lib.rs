@@ -15,6 +15,7 @@ mod convert;
 mod drift;
 mod errors;
 mod events;
+mod failover;
 mod gateway;
 mod money;
 mod scheduling;
@@ -53,6 +54,11 @@ mod _omnicloud {
     };
     #[pymodule_export]
     use super::events::{Event, EventBus};
+    #[pymodule_export]
+    use super::failover::{
+        DnsRecord, FailoverController, FailoverPolicy, FailoverReport, FailoverStatus,
+        HealthCheckResult, InMemoryDns, InMemoryResources, PlanStep,
+    };
     #[pymodule_export]
     use super::money::{Currency, ExchangeRate, ExchangeRates, Money};
     #[pymodule_export]

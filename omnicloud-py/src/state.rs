@@ -438,7 +438,9 @@ fn cached_name<'py>(
 /// The state capability's facade: lifecycle, drift, dependencies and snapshots over a store.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct StateManager {
-    inner: core::StateManager,
+    pub(crate) inner: Arc<core::StateManager>,
+    /// The database the resources live in, if any (failover keeps its plans beside them).
+    pub(crate) store: Option<omnicloud_core::store::Store>,
 }
 
 fn resources_out(items: Vec<Arc<core::Resource>>) -> Vec<Resource> {
@@ -462,6 +464,7 @@ impl StateManager {
         let clock = clock_arg(clock)?;
         let bus = bus.map(|b| b.get().inner.clone()).unwrap_or_default();
         let store = store.map(|s| s.get().inner.clone());
+        let db = store.clone();
         let inner = detached(
             py,
             move || -> Result<core::StateManager, omnicloud_core::Error> {
@@ -476,7 +479,10 @@ impl StateManager {
                 core::StateManager::new(state, clock, bus, snapshots)
             },
         )?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+            store: db,
+        })
     }
 
     /// Registers a new resource; returns it as stored.

@@ -60,6 +60,15 @@ __all__ = [
     "PoolAllocation",
     "PoolShare",
     "migrate_billing_currency",
+    "DnsRecord",
+    "FailoverController",
+    "FailoverPolicy",
+    "FailoverReport",
+    "FailoverStatus",
+    "HealthCheckResult",
+    "InMemoryDns",
+    "InMemoryResources",
+    "PlanStep",
     "_raise_internal_error",
 ]
 
@@ -432,6 +441,192 @@ def migrate_billing_currency(
     effective_from: datetime.datetime | None = None,
 ) -> MigrationReport:
     """Backfill billing currencies for legacy accounts in checkpointed, resumable batches."""
+
+@final
+class HealthCheckResult:
+    """One health check of one availability zone."""
+
+    def __new__(
+        cls,
+        tenant_id: str,
+        region: str,
+        zone: str,
+        healthy: bool,
+        at: datetime.datetime,
+        resource_id: str | None = None,
+    ) -> HealthCheckResult: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def at(self) -> datetime.datetime: ...
+
+@final
+class DnsRecord:
+    """A DNS record a failover switches (TTL at most 60 s)."""
+
+    def __new__(
+        cls,
+        zone: str,
+        name: str,
+        rtype: str,
+        primary_value: str,
+        secondary_value: str,
+        ttl: int = 60,
+    ) -> DnsRecord: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def rtype(self) -> str: ...
+    @property
+    def primary_value(self) -> str: ...
+    @property
+    def secondary_value(self) -> str: ...
+    @property
+    def ttl(self) -> int: ...
+
+@final
+class FailoverPolicy:
+    """A tenant's failover policy."""
+
+    def __new__(
+        cls,
+        tenant_id: str,
+        primary_region: str,
+        secondary_region: str,
+        failure_threshold: int = 3,
+        evaluation_window_s: int = 60,
+        min_unhealthy_zones: int = 2,
+        failback_after_s: int = 300,
+        auto_failback: bool = True,
+        dns_records: list[DnsRecord] = ...,
+    ) -> FailoverPolicy: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def primary_region(self) -> str: ...
+    @property
+    def secondary_region(self) -> str: ...
+    @property
+    def failure_threshold(self) -> int: ...
+    @property
+    def evaluation_window_s(self) -> int: ...
+    @property
+    def min_unhealthy_zones(self) -> int: ...
+    @property
+    def failback_after_s(self) -> int: ...
+    @property
+    def auto_failback(self) -> bool: ...
+    @property
+    def dns_records(self) -> list[DnsRecord]: ...
+
+@final
+class InMemoryDns:
+    """DNS records kept in memory."""
+
+    def __new__(cls) -> InMemoryDns: ...
+    def lookup(self, name: str, rtype: str = "A") -> tuple[str, int] | None: ...
+
+@final
+class InMemoryResources:
+    """Standby resources promoted in memory, with a call log and injectable failures."""
+
+    def __new__(cls) -> InMemoryResources: ...
+    def promoted(self) -> dict[str, str]: ...
+    def calls(self) -> list[str]: ...
+    def fail_next(self, resource_id: str, times: int) -> None: ...
+
+@final
+class PlanStep:
+    """One step of a failover plan."""
+
+    @property
+    def resource_id(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def at(self) -> datetime.datetime | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+
+@final
+class FailoverReport:
+    """A failover or failback plan and how it went."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def from_region(self) -> str: ...
+    @property
+    def to_region(self) -> str: ...
+    @property
+    def steps(self) -> list[PlanStep]: ...
+    @property
+    def trigger(self) -> Any: ...
+    @property
+    def initiated_at(self) -> datetime.datetime: ...
+    @property
+    def dns_updated_at(self) -> datetime.datetime | None: ...
+    @property
+    def dns_delay_s(self) -> float | None: ...
+    @property
+    def completed_at(self) -> datetime.datetime | None: ...
+    @property
+    def status(self) -> str: ...
+
+@final
+class FailoverStatus:
+    """Where a tenant is served."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def serving_region(self) -> str: ...
+    @property
+    def on_primary(self) -> bool: ...
+    @property
+    def held(self) -> bool: ...
+    @property
+    def last_transition(self) -> datetime.datetime | None: ...
+
+@final
+class FailoverController:
+    """Per-tenant multi-region failover over a StateManager's dependency graph."""
+
+    def __new__(
+        cls,
+        state: StateManager,
+        dns: InMemoryDns,
+        audit: AuditLog | None = None,
+        billing: object | None = None,
+        clock: _Clock | None = None,
+        resources: InMemoryResources | None = None,
+        store: Store | None = None,
+    ) -> FailoverController: ...
+    def set_policy(self, policy: FailoverPolicy) -> None: ...
+    def record_health(self, result: HealthCheckResult) -> None: ...
+    def evaluate(self) -> list[FailoverReport]: ...
+    def failover(
+        self, tenant_id: str, reason: str, operator: str = "operator", target_region: str | None = None
+    ) -> FailoverReport: ...
+    def failback(self, tenant_id: str, reason: str, operator: str = "operator") -> FailoverReport: ...
+    def hold(self, tenant_id: str) -> FailoverStatus: ...
+    def release_hold(self, tenant_id: str) -> FailoverStatus: ...
+    def status(self, tenant_id: str) -> FailoverStatus: ...
+    def reports(self, tenant_id: str) -> list[FailoverReport]: ...
 
 @final
 class Tenant:

@@ -33,6 +33,9 @@ __all__ = [
     "UnknownInvoiceError",
     "PriceNotFoundError",
     "MigrationStoppedError",
+    "FailoverError",
+    "NoFailoverPolicyError",
+    "FailoverConflictError",
     "InvalidTransitionError",
     "UnknownResourceError",
     "DuplicateResourceError",
@@ -175,6 +178,24 @@ class MigrationStoppedError(BillingError):
     """
 
     processed: int
+
+
+class FailoverError(OmniCloudError):
+    """Failover refused an operation (base of the failover exceptions)."""
+
+
+class NoFailoverPolicyError(FailoverError, LookupError):
+    """The tenant (``tenant_id``) has no failover policy."""
+
+    tenant_id: str
+
+
+class FailoverConflictError(FailoverError):
+    """A manual failover or failback would take ``tenant_id`` where it already is, or another
+    plan of the tenant is still in progress (``plan_id``)."""
+
+    tenant_id: str
+    plan_id: str | None = None
 
 
 class MoneyOverflowError(OmniCloudError, ArithmeticError):

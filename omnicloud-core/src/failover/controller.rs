@@ -363,6 +363,14 @@ impl FailoverController {
         Ok(s.status())
     }
 
+    /// The tenant's policy.
+    pub fn policy(&self, tenant_id: &TenantId) -> Result<FailoverPolicy> {
+        self.lock()
+            .get(tenant_id.as_str())
+            .map(|s| s.policy.clone())
+            .ok_or_else(|| no_policy(tenant_id))
+    }
+
     /// Where the tenant stands.
     pub fn status(&self, tenant_id: &TenantId) -> Result<FailoverStatus> {
         self.lock()
