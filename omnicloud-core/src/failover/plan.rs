@@ -19,7 +19,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result, StoreError};
 use crate::ids::{TenantId, generate_id};
-use crate::state::StateManager;
+use crate::state::{DependencyResolver, StateManager};
 use crate::store::{Store, format_timestamp};
 
 /// Failover (primary to secondary) or failback.
@@ -211,17 +211,23 @@ impl PlanExecutor {
             TransitionKind::Failback => (&policy.secondary_region, &policy.primary_region),
         };
         let tenant = &policy.tenant_id;
-        let order = self.state.dependency_order(Some(tenant))?;
-        let in_region: std::collections::HashSet<String> = self
+        // The tenant's resources in the two regions, ordered by their dependencies among
+        // themselves (a dependency elsewhere, or not registered yet, does not hold them back).
+        let moving: Vec<_> = self
             .state
             .list(Some(tenant), None)?
             .into_iter()
             .filter(|r| r.region == *from || r.region == *to)
-            .map(|r| r.id.clone())
             .collect();
+        let ids: std::collections::HashSet<&str> = moving.iter().map(|r| r.id.as_str()).collect();
+        let mut graph = DependencyResolver::new();
+        for r in &moving {
+            let deps = r.depends_on.iter().filter(|d| ids.contains(d.as_str()));
+            graph.add(&r.id, deps)?;
+        }
+        let order = graph.topological_order()?;
         let mut steps: Vec<PlanStep> = order
             .into_iter()
-            .filter(|id| in_region.contains(id))
             .map(|id| (StepAction::Promote, id))
             .chain(
                 policy

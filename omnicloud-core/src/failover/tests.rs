@@ -393,3 +393,28 @@ fn tenants_fail_over_independently() {
     );
     assert!(c.status(&tenant()).expect("acme").on_primary);
 }
+
+#[test]
+fn dependencies_outside_the_moving_regions_do_not_hold_a_plan_back() {
+    let w = world();
+    // `web` needs `edge`, which is not registered (yet): the plan still orders the rest.
+    w.state
+        .register(
+            Resource::new("web", tenant(), "app_server", "eu-west-1", json!({}))
+                .expect("r")
+                .with_dependencies(["edge", "app"])
+                .expect("deps"),
+        )
+        .expect("register");
+    let ex = executor(&w, Arc::new(InMemoryResources::new()));
+    let plan = ex
+        .plan(&w.policy, TransitionKind::Failover, json!({}))
+        .expect("plan");
+    let targets: Vec<&str> = plan.steps.iter().map(|s| s.target.as_str()).collect();
+    let at = |id: &str| targets.iter().position(|t| *t == id);
+    assert!(at("db") < at("app") && at("app") < at("web") && at("app") < at("lb"));
+    assert!(
+        at("cache").is_none(),
+        "other regions are not part of the plan"
+    );
+}

@@ -19,6 +19,7 @@ use omnicloud_core::store::Store;
 use omnicloud_core::tenancy::{Tenant, TenantRegistry};
 
 mod billing;
+mod failover;
 
 /// The database file the demo uses when none is given.
 pub const DEFAULT_DB: &str = "omnicloud-demo.db";
@@ -133,12 +134,12 @@ pub fn run(
 
     // State: a three-tier service rolled out in dependency order, drift, a snapshot.
     let acme = tenant_id("acme")?;
-    let state = StateManager::new(
+    let state = Arc::new(StateManager::new(
         Arc::new(SqliteStateStore::new(store.clone())?),
         clock.clone(),
         bus,
         Some(SnapshotManager::open(snapshot_dir(db)).map_err(omnicloud_core::Error::from)?),
-    )?;
+    )?);
     for (id, kind, spec, deps) in [
         (
             "lb",
@@ -233,6 +234,9 @@ pub fn run(
         ),
     )?;
 
+    // Failover: a simulated regional outage.
+    let failover_ok = failover::run(&mut t, &store, state.clone(), clock.now())?;
+
     // Billing.
     let billing_ok = billing::run(&mut t, &store)?;
 
@@ -309,7 +313,11 @@ pub fn run(
         db.display()
     )?;
     Ok(
-        if billing_ok && original.is_intact() && copy_report.first_violation.is_some() {
+        if failover_ok
+            && billing_ok
+            && original.is_intact()
+            && copy_report.first_violation.is_some()
+        {
             std::process::ExitCode::SUCCESS
         } else {
             std::process::ExitCode::FAILURE
@@ -399,6 +407,10 @@ mod tests {
             "initech's EUR voucher is untouched by its JPY invoice: 5.00 EUR",
             "acme switches to EUR: February is finished in USD, EUR from 2026-03-01",
             "shares sum to 1000.00 USD",
+            "blip: eu-west-1a failed one check -> no action (hysteresis)",
+            "promote db -> eu-central-1 (attempt 1)",
+            "api.acme.example now answers 198.51.100.10, 0.000 s after initiation",
+            "failback completed",
             "legacy invoice LEG-2025-12-0001 still 42.00 USD (legacy: true)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
