@@ -313,8 +313,18 @@ impl AuditLog {
         for (_, record) in &records {
             record.validate()?;
         }
+        self.store.write(|tx| self.append_in(tx, records))
+    }
+
+    /// Appends entries inside a write transaction the caller holds on this log's store (so a
+    /// capability's change and its audit entry commit together). Records must be validated.
+    fn append_in(
+        &self,
+        tx: &rusqlite::Connection,
+        records: Vec<(DateTime<Utc>, AuditRecord)>,
+    ) -> Result<Vec<AuditEvent>> {
         let sqlite = |e| self.store.sqlite_error(e);
-        self.store.write(|tx| -> Result<Vec<AuditEvent>> {
+        {
             let head = read_head(tx).map_err(sqlite)?;
             let mut prev = head;
             let mut out = Vec::with_capacity(records.len());
@@ -368,7 +378,24 @@ impl AuditLog {
             )
             .map_err(sqlite)?;
             Ok(out)
-        })
+        }
+    }
+
+    /// Appends `record`, stamped `at`, inside the caller's write transaction `tx`, if `tx`
+    /// belongs to `store` and this log lives there too; `None` (nothing written) otherwise, so
+    /// the caller appends separately.
+    pub(crate) fn append_with(
+        &self,
+        store: &Store,
+        tx: &rusqlite::Connection,
+        at: DateTime<Utc>,
+        record: AuditRecord,
+    ) -> Result<Option<AuditEvent>> {
+        if !self.store.same_database(store) {
+            return Ok(None);
+        }
+        record.validate()?;
+        Ok(self.append_in(tx, vec![(at, record)])?.pop())
     }
 
     /// Records every event published on `bus` as an audit entry (action = the event's name,

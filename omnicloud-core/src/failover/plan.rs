@@ -324,19 +324,27 @@ impl PlanExecutor {
             let now = self.clock.now();
             match outcome {
                 Ok(()) => {
-                    self.record_step(&report.id, step.position, attempts, Some(now), None)?;
+                    let entry =
+                        self.audit_record(&report, "failover.step", Some(&step.target), |_| {
+                            serde_json::json!({
+                                "action": step.action.as_str(),
+                                "position": step.position,
+                                "attempts": attempts,
+                            })
+                        });
+                    self.record_step(&report.id, step.position, attempts, Some(now), None, entry)?;
                     let s = &mut report.steps[i];
                     (s.done_at, s.attempts, s.last_error) = (Some(now), attempts, None);
-                    self.audit_event(&report, "failover.step", Some(&step.target), |_| {
-                        serde_json::json!({
-                            "action": step.action.as_str(),
-                            "position": step.position,
-                            "attempts": attempts,
-                        })
-                    })?;
                 }
                 Err(message) => {
-                    self.record_step(&report.id, step.position, attempts, None, Some(&message))?;
+                    self.record_step(
+                        &report.id,
+                        step.position,
+                        attempts,
+                        None,
+                        Some(&message),
+                        None,
+                    )?;
                     self.finish(&report.id, PlanStatus::Stopped, None, None)?;
                     let s = &mut report.steps[i];
                     (s.attempts, s.last_error) = (attempts, Some(message.clone()));
@@ -400,6 +408,8 @@ impl PlanExecutor {
         }
     }
 
+    /// Writes a step's outcome, with its audit entry in the same transaction when the audit
+    /// trail lives in the plan's store (one commit per step), else right after.
     fn record_step(
         &self,
         plan: &str,
@@ -407,8 +417,10 @@ impl PlanExecutor {
         attempts: u32,
         done_at: Option<DateTime<Utc>>,
         error: Option<&str>,
+        entry: Option<AuditRecord>,
     ) -> Result<()> {
-        self.store.write(|tx| -> Result<()> {
+        let now = self.clock.now();
+        let left = self.store.write(|tx| -> Result<Option<AuditRecord>> {
             tx.execute(
                 "UPDATE failover_steps SET attempts = ?3, done_at = ?4, last_error = ?5
                  WHERE plan_id = ?1 AND position = ?2",
@@ -421,8 +433,20 @@ impl PlanExecutor {
                 ],
             )
             .map_err(self.sql())?;
-            Ok(())
-        })
+            match (&self.audit, entry) {
+                (Some(audit), Some(record)) => {
+                    match audit.append_with(&self.store, tx, now, record.clone())? {
+                        Some(_) => Ok(None),
+                        None => Ok(Some(record)),
+                    }
+                }
+                _ => Ok(None),
+            }
+        })?;
+        if let (Some(audit), Some(record)) = (&self.audit, left) {
+            audit.append_at(now, record)?;
+        }
+        Ok(())
     }
 
     fn finish(
@@ -486,6 +510,25 @@ impl PlanExecutor {
         row.decode(&self.store)
     }
 
+    /// The audit entry of a plan event (None without an audit trail).
+    fn audit_record(
+        &self,
+        report: &FailoverReport,
+        action: &str,
+        resource: Option<&str>,
+        details: impl FnOnce(&FailoverReport) -> Value,
+    ) -> Option<AuditRecord> {
+        self.audit.as_ref()?;
+        let mut record = AuditRecord::new("failover-controller", action)
+            .tenant(report.tenant_id.clone())
+            .details(serde_json::json!({"plan_id": report.id, "event": details(report)}));
+        if let Some(r) = resource {
+            record = record.resource(r);
+        }
+        Some(record)
+    }
+
+    /// Appends a plan event to the audit trail, if there is one.
     fn audit_event(
         &self,
         report: &FailoverReport,
@@ -493,16 +536,12 @@ impl PlanExecutor {
         resource: Option<&str>,
         details: impl FnOnce(&FailoverReport) -> Value,
     ) -> Result<()> {
-        let Some(audit) = &self.audit else {
-            return Ok(());
-        };
-        let mut record = AuditRecord::new("failover-controller", action)
-            .tenant(report.tenant_id.clone())
-            .details(serde_json::json!({"plan_id": report.id, "event": details(report)}));
-        if let Some(r) = resource {
-            record = record.resource(r);
+        if let (Some(audit), Some(record)) = (
+            &self.audit,
+            self.audit_record(report, action, resource, details),
+        ) {
+            audit.append(record)?;
         }
-        audit.append(record)?;
         Ok(())
     }
 }

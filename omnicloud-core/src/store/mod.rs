@@ -201,6 +201,12 @@ impl Store {
         }
     }
 
+    /// Whether `other` is this very store (the same connection), so one transaction can
+    /// write to both.
+    pub(crate) fn same_database(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Runs `f` with the connection for reads (and single-statement writes).
     pub(crate) fn read<T>(
         &self,
