@@ -30,6 +30,7 @@ def test_help() -> None:
         ("state", ["--scale", "0.001"]),
         ("scheduling", ["--scale", "0.01"]),
         ("billing", ["--scale", "0.001"]),
+        ("failover", ["--scale", "0.01"]),
     ],
 )
 def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:

@@ -19,7 +19,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result, StoreError};
 use crate::ids::{TenantId, generate_id};
-use crate::state::{DependencyResolver, StateManager};
+use crate::state::{DependencyResolver, Resource, StateManager};
 use crate::store::{Store, format_timestamp};
 
 /// Failover (primary to secondary) or failback.
@@ -307,6 +307,13 @@ impl PlanExecutor {
             return Ok(report);
         }
         let target_region = report.to_region.clone();
+        // The tenant's resources, read once (not once per step).
+        let resources: std::collections::HashMap<String, Arc<Resource>> = self
+            .state
+            .list(Some(&report.tenant_id), None)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
         for i in 0..report.steps.len() {
             if report.steps[i].done_at.is_some() {
                 continue;
@@ -316,7 +323,7 @@ impl PlanExecutor {
             let mut attempts = step.attempts;
             while attempts < step.attempts + self.max_attempts {
                 attempts += 1;
-                outcome = self.run_step(&step, policy, report.kind, &target_region);
+                outcome = self.run_step(&step, policy, report.kind, &target_region, &resources);
                 if outcome.is_ok() {
                     break;
                 }
@@ -385,11 +392,14 @@ impl PlanExecutor {
         policy: &FailoverPolicy,
         kind: TransitionKind,
         region: &str,
+        resources: &std::collections::HashMap<String, Arc<Resource>>,
     ) -> std::result::Result<(), String> {
         match step.action {
             StepAction::Promote => {
-                let resource = self.state.get(&step.target).map_err(|e| e.to_string())?;
-                self.resources.promote(&resource, region)
+                let resource = resources
+                    .get(&step.target)
+                    .ok_or_else(|| format!("resource {} is no longer registered", step.target))?;
+                self.resources.promote(resource, region)
             }
             StepAction::SwitchDns => {
                 let record = policy
