@@ -99,17 +99,7 @@ impl ExchangeRates {
                 "SELECT rowid, base, quote, as_of, source, rate FROM fx_rates
                  WHERE rowid > ?1 ORDER BY rowid",
             )?;
-            stmt.query_map([*seen], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect()
+            stmt.query_map([*seen], |r| r.try_into())?.collect()
         })?;
         let mut parsed = Vec::with_capacity(rows.len());
         for (rowid, base, quote, as_of, source, rate) in rows {

@@ -414,7 +414,7 @@ impl BillingService {
                      WHERE tenant_id = ?1 AND effective_from > ?2
                      ORDER BY effective_from DESC LIMIT 1",
                     params![id, format_timestamp(now)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| r.try_into(),
                 )
                 .optional()?;
             Ok((current, pending))
@@ -606,10 +606,7 @@ impl BillingService {
                 "SELECT id, period_start, period_end FROM billing_invoices
                  WHERE tenant_id = ?1 AND kind = 'invoice' AND legacy = 0",
             )
-            .and_then(|mut s| {
-                s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
+            .and_then(|mut s| s.query_map([tenant], |r| r.try_into())?.collect())
             .map_err(self.sql())?;
         rows.into_iter()
             .map(|(id, start, end)| {
@@ -1010,10 +1007,7 @@ impl BillingService {
                 "SELECT tenant_id, currency, balance FROM billing_wallets
                  WHERE ?1 IS NULL OR tenant_id = ?1",
             )
-            .and_then(|mut s| {
-                s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect()
-            })
+            .and_then(|mut s| s.query_map([tenant], |r| r.try_into())?.collect())
             .map_err(self.sql())?;
         rows.into_iter()
             .map(|(t, code, balance)| {
@@ -1056,7 +1050,7 @@ impl BillingService {
                          FROM billing_accounts a ORDER BY a.tenant_id",
                     )
                     .map_err(self.sql())?;
-                stmt.query_map([&at], |r| Ok((r.get(0)?, r.get(1)?)))
+                stmt.query_map([&at], |r| r.try_into())
                     .and_then(|rows| rows.collect())
                     .map_err(self.sql())?
             }
@@ -1076,7 +1070,7 @@ impl BillingService {
             .map_err(self.sql())?;
         stmt.query_map(
             params![format_timestamp(period.start), format_timestamp(period.end)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.try_into(),
         )
         .and_then(|rows| rows.collect())
         .map_err(self.sql())
@@ -1127,7 +1121,7 @@ impl BillingService {
         let rows: Vec<(String, String)> = stmt
             .query_map(
                 params![micros(period.start), micros(period.end), tenant],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.try_into(),
             )
             .and_then(|rows| rows.collect())
             .map_err(self.sql())?;
@@ -1725,14 +1719,7 @@ impl InvoiceRow {
 pub(crate) type LegacyRow = (String, String, String, String, String, String);
 
 pub(crate) fn legacy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LegacyRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    r.try_into()
 }
 
 /// A legacy invoice as an [`Invoice`]: USD, rate 1, no lines, the amount exactly as written.

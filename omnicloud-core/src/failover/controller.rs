@@ -84,10 +84,7 @@ impl FailoverController {
             let mut stmt = c.prepare(
                 "SELECT tenant_id, policy, serving, held, last_transition FROM failover_tenants",
             )?;
-            stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect()
+            stmt.query_map([], |r| r.try_into())?.collect()
         })?;
         let decode = |column: &'static str, reason: String| -> Error {
             StoreError::Decode {

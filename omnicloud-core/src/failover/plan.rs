@@ -559,38 +559,37 @@ impl PlanExecutor {
 /// A step's row: position, action, target, done at, attempts, last error.
 type StepRow = (u32, String, String, Option<String>, u32, Option<String>);
 
+/// A plan's row: id, tenant, kind, from, to, trigger, initiated at, DNS updated at,
+/// completed at, status.
+type PlanHead = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
 /// A plan's rows, as read.
 struct PlanRow {
-    /// id, tenant, kind, from, to, trigger, initiated at.
-    plan: (String, String, String, String, String, String, String),
-    /// DNS updated at, completed at, status.
-    finished: (Option<String>, Option<String>, String),
+    head: PlanHead,
     steps: Vec<StepRow>,
 }
 
 fn load_plan(c: &Connection, plan_id: &str) -> rusqlite::Result<Option<PlanRow>> {
-    let head = c
+    let head: Option<PlanHead> = c
         .query_row(
             "SELECT id, tenant_id, kind, from_region, to_region, trigger, initiated_at,
                     dns_updated_at, completed_at, status FROM failover_plans WHERE id = ?1",
             [plan_id],
-            |r| {
-                Ok((
-                    (
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ),
-                    (r.get(7)?, r.get(8)?, r.get(9)?),
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()?;
-    let Some((plan, finished)) = head else {
+    let Some(head) = head else {
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
@@ -598,22 +597,9 @@ fn load_plan(c: &Connection, plan_id: &str) -> rusqlite::Result<Option<PlanRow>>
          WHERE plan_id = ?1 ORDER BY position",
     )?;
     let steps = stmt
-        .query_map([plan_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
+        .query_map([plan_id], |r| r.try_into())?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Some(PlanRow {
-        plan,
-        finished,
-        steps,
-    }))
+    Ok(Some(PlanRow { head, steps }))
 }
 
 impl PlanRow {
@@ -628,8 +614,7 @@ impl PlanRow {
             .into()
         };
         let time = |column, text: &str| store.decode_time("failover_plans", column, text);
-        let (id, tenant, kind, from, to, trigger, initiated) = self.plan;
-        let (dns, completed, status) = self.finished;
+        let (id, tenant, kind, from, to, trigger, initiated, dns, completed, status) = self.head;
         let kind = match kind.as_str() {
             "failover" => TransitionKind::Failover,
             "failback" => TransitionKind::Failback,
