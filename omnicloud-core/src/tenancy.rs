@@ -168,6 +168,41 @@ impl TenantRegistry {
     }
 }
 
+/// Records a registered tenant's configured billing currency (billing decides when it applies);
+/// an unregistered tenant is left alone. Runs in the caller's transaction.
+pub(crate) fn set_billing_currency(
+    conn: &rusqlite::Connection,
+    id: &TenantId,
+    currency: Currency,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tenants SET billing_currency = ?2 WHERE id = ?1",
+        rusqlite::params![id.as_str(), currency.code()],
+    )
+}
+
+/// Registered tenants' billing currencies for ids in `[first, last]` (one range read, as the
+/// currency migration walks tenants in id order).
+pub(crate) fn billing_currencies_between(
+    conn: &rusqlite::Connection,
+    first: &str,
+    last: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, Currency>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, billing_currency FROM tenants WHERE id BETWEEN ?1 AND ?2")?;
+    let rows = stmt.query_map([first, last], |r| {
+        r.try_into() as rusqlite::Result<(String, String)>
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, code) = row?;
+        if let Ok(c) = Currency::new(&code) {
+            out.insert(id, c);
+        }
+    }
+    Ok(out)
+}
+
 fn row_to_parts(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
 }

@@ -167,7 +167,8 @@ pub fn migrate_billing_currency(
         };
         let first = batch.first().cloned().unwrap_or_default();
         // Choose currencies before the write lock is taken (the chooser may be slow).
-        let registered = store.read(|c| registry_currencies(c, &first, &batch_last))?;
+        let registered =
+            store.read(|c| crate::tenancy::billing_currencies_between(c, &first, &batch_last))?;
         let mut chosen = Vec::with_capacity(batch.len());
         for tenant in &batch {
             let id = TenantId::new(tenant.clone())?;
@@ -321,27 +322,6 @@ fn any_unmigrated(conn: &Connection) -> rusqlite::Result<bool> {
         "SELECT 1 FROM billing_accounts WHERE legacy = 1 AND migrated_at IS NULL LIMIT 1",
     )?
     .exists([])
-}
-
-/// Registered tenants' billing currencies for ids in `[first, last]`.
-fn registry_currencies(
-    conn: &Connection,
-    first: &str,
-    last: &str,
-) -> rusqlite::Result<HashMap<String, Currency>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, billing_currency FROM tenants WHERE id BETWEEN ?1 AND ?2")?;
-    let rows = stmt.query_map([first, last], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (id, code) = row?;
-        if let Ok(c) = Currency::new(&code) {
-            out.insert(id, c);
-        }
-    }
-    Ok(out)
 }
 
 /// What one batch's id range `[first, last]` holds, read with one query each.

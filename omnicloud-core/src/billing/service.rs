@@ -380,11 +380,7 @@ impl BillingService {
                     }
                 }
             }
-            tx.execute(
-                "UPDATE tenants SET billing_currency = ?2 WHERE id = ?1",
-                params![tenant_id.as_str(), currency.code()],
-            )
-            .map_err(self.sql())?;
+            crate::tenancy::set_billing_currency(tx, tenant_id, currency).map_err(self.sql())?;
             Ok(())
         })?;
         self.account(tenant_id)
@@ -721,32 +717,23 @@ impl BillingService {
                     .optional()
             })
             .map_err(self.sql())?;
-        text.map_or(Ok(Decimal::ZERO), |t| {
-            Decimal::from_str(&t)
-                .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string()))
-        })
+        text.map_or(Ok(Decimal::ZERO), |t| self.decode_balance(&t))
+    }
+
+    fn decode_balance(&self, text: &str) -> Result<Decimal> {
+        Decimal::from_str(text)
+            .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string()))
     }
 
     /// The tenant's credit balance in `currency` (zero if it never had any).
     pub fn credit_balance(&self, tenant_id: &TenantId, currency: Currency) -> Result<Money> {
-        let conn_result = self.store.read(|c| {
-            Ok((
-                account_exists(c, tenant_id.as_str())?,
-                c.query_row(
-                    "SELECT balance FROM billing_wallets WHERE tenant_id = ?1 AND currency = ?2",
-                    params![tenant_id.as_str(), currency.code()],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?,
-            ))
-        })?;
-        match conn_result {
-            (false, _) => Err(unknown_tenant(tenant_id.as_str())),
-            (true, None) => Ok(zero(currency)?),
-            (true, Some(text)) => Decimal::from_str(&text)
-                .map(|b| Money::new(b, currency))
-                .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string())),
-        }
+        self.require_account(tenant_id)?;
+        let balance = self
+            .store
+            .read(|c| Ok(self.wallet(c, tenant_id.as_str(), currency)))
+            .map_err(Error::from)??;
+        // Balances are whole minor units; the scale shows them (`0.00` USD, `0` JPY).
+        Ok(Money::new(balance, currency).rounded_with(RoundingStrategy::TowardZero)?)
     }
 
     /// Every credit movement of the tenant in `currency`, oldest first: grants and credit notes
@@ -1013,9 +1000,7 @@ impl BillingService {
             .map(|(t, code, balance)| {
                 let currency = Currency::new(&code)
                     .map_err(|e| self.decode_error("billing_wallets", "currency", e.to_string()))?;
-                let balance = Decimal::from_str(&balance)
-                    .map_err(|e| self.decode_error("billing_wallets", "balance", e.to_string()))?;
-                Ok(((t, currency), balance))
+                Ok(((t, currency), self.decode_balance(&balance)?))
             })
             .collect()
     }

@@ -226,7 +226,7 @@ impl PlanExecutor {
             graph.add(&r.id, deps)?;
         }
         let order = graph.topological_order()?;
-        let mut steps: Vec<PlanStep> = order
+        let steps: Vec<PlanStep> = order
             .into_iter()
             .map(|id| (StepAction::Promote, id))
             .chain(
@@ -245,7 +245,6 @@ impl PlanExecutor {
                 last_error: None,
             })
             .collect();
-        steps.shrink_to_fit();
         let report = FailoverReport {
             id: generate_id(),
             tenant_id: tenant.clone(),
