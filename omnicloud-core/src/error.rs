@@ -344,6 +344,12 @@ pub enum FailoverError {
         /// What is wrong.
         reason: String,
     },
+    /// An active health check is malformed (bad URL, port or timeout).
+    #[error("invalid health check: {reason}")]
+    InvalidHealthCheck {
+        /// What is wrong.
+        reason: String,
+    },
     /// The tenant has no failover policy.
     #[error("tenant {tenant_id:?} has no failover policy")]
     NoPolicy {

@@ -274,6 +274,10 @@ fn classify_failover(err: &FailoverError) -> (&'static str, Vec<(&'static str, F
             "ValidationError",
             vec![("field", Text("health check result".into()))],
         ),
+        FailoverError::InvalidHealthCheck { .. } => (
+            "ValidationError",
+            vec![("field", Text("health check".into()))],
+        ),
         FailoverError::NoPolicy { tenant_id } => (
             "NoFailoverPolicyError",
             vec![("tenant_id", Text(tenant_id.clone()))],

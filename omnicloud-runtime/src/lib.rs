@@ -7,4 +7,6 @@
 
 pub mod cli;
 pub mod demo;
+pub mod dns;
 pub mod migrate;
+pub mod probe;

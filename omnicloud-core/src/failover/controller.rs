@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Decision, FailoverPolicy, FailoverReport, HealthCheckResult, HealthHistory, PlanExecutor,
-    PlanStatus, Serving, TransitionKind, decide,
+    Decision, FailoverPolicy, FailoverReport, HealthCheck, HealthCheckResult, HealthHistory,
+    HealthProbe, PlanExecutor, PlanStatus, ProbeOutcome, Serving, TransitionKind, decide,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, FailoverError, Result, StoreError};
@@ -181,22 +181,49 @@ impl FailoverController {
         persisted
     }
 
+    /// Runs active `checks` through `probe` (concurrently, as the probe does), stamps each
+    /// outcome with the clock's time once all are in, and records it like a reported result.
+    /// Every check's tenant and region are checked against the policies before any probe runs.
+    pub fn probe(
+        &self,
+        probe: &dyn HealthProbe,
+        checks: &[HealthCheck],
+    ) -> Result<Vec<(HealthCheckResult, ProbeOutcome)>> {
+        {
+            let tenants = self.lock();
+            for c in checks {
+                let policy = &tenants
+                    .get(c.tenant_id.as_str())
+                    .ok_or_else(|| no_policy(&c.tenant_id))?
+                    .policy;
+                check_region(policy, &c.region)?;
+            }
+        }
+        let outcomes = probe.run(checks);
+        let now = self.clock.now();
+        let mut results = Vec::with_capacity(checks.len());
+        for (c, outcome) in checks.iter().zip(outcomes) {
+            let result = HealthCheckResult::new(
+                c.tenant_id.clone(),
+                &c.region,
+                &c.zone,
+                outcome.healthy,
+                now,
+                c.resource_id.clone(),
+            )?;
+            self.record_health(&result)?;
+            results.push((result, outcome));
+        }
+        Ok(results)
+    }
+
     /// Adds a health result; its region must be one of the tenant's policy.
     pub fn record_health(&self, result: &HealthCheckResult) -> Result<()> {
         let mut tenants = self.lock();
         let state = tenants
             .get_mut(result.tenant_id.as_str())
             .ok_or_else(|| no_policy(&result.tenant_id))?;
-        let p = &state.policy;
-        if result.region != p.primary_region && result.region != p.secondary_region {
-            return Err(FailoverError::InvalidHealthResult {
-                reason: format!(
-                    "region {} is neither {}'s primary ({}) nor its secondary ({})",
-                    result.region, p.tenant_id, p.primary_region, p.secondary_region
-                ),
-            }
-            .into());
-        }
+        check_region(&state.policy, &result.region)?;
         state.history.record(result);
         Ok(())
     }
@@ -380,6 +407,20 @@ impl FailoverController {
     pub fn reports(&self, tenant_id: &TenantId) -> Result<Vec<FailoverReport>> {
         self.executor.reports(tenant_id)
     }
+}
+
+/// Refuses a region that is neither the policy's primary nor its secondary.
+fn check_region(p: &FailoverPolicy, region: &str) -> Result<()> {
+    if region != p.primary_region && region != p.secondary_region {
+        return Err(FailoverError::InvalidHealthResult {
+            reason: format!(
+                "region {} is neither {}'s primary ({}) nor its secondary ({})",
+                region, p.tenant_id, p.primary_region, p.secondary_region
+            ),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn no_policy(tenant: &TenantId) -> Error {

@@ -4,7 +4,7 @@
 //! This folder owns the rules: what a valid policy is, when a region counts as down (enough
 //! zones failing enough consecutive checks inside the window), when it counts as recovered
 //! (healthy for the whole failback delay), and what a tenant's health calls for. It performs
-//! no I/O: probes, DNS updates and resource promotion go through traits the runtime
+//! no I/O: active probes ([`HealthProbe`]), DNS updates and resource promotion go through traits the runtime
 //! implements. [`PlanExecutor`] builds plans from the dependency graph, persists them before
 //! they run and executes them step by step, resumable after a crash.
 
@@ -12,6 +12,7 @@ mod controller;
 mod health;
 mod plan;
 mod policy;
+mod probe;
 mod providers;
 mod schema;
 
@@ -19,6 +20,9 @@ pub use controller::{FailoverController, FailoverStatus, MAX_REASON_CHARS};
 pub use health::{Decision, HealthCheckResult, HealthHistory, Serving, ZoneEvidence, decide};
 pub use plan::{FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction, TransitionKind};
 pub use policy::{DnsRecord, FailoverPolicy, MAX_FAILURE_THRESHOLD, MAX_TTL_S, RecordType};
+pub use probe::{
+    HealthCheck, HealthProbe, MAX_PROBE_TIMEOUT, MIN_PROBE_TIMEOUT, ProbeOutcome, ProbeTarget,
+};
 pub use providers::{DnsProvider, InMemoryDns, InMemoryResources, ResourceController};
 
 pub(crate) use schema::SCHEMA;

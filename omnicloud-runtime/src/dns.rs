@@ -1,0 +1,308 @@
+//! `Rfc2136Dns`: the real [`DnsProvider`], sending TSIG-signed RFC 2136 dynamic updates to the
+//! zone's primary server over UDP (hickory-net), and reading records back with plain queries.
+//!
+//! A switch is one UPDATE message that deletes the record's RRset and adds the new value with
+//! the record's TTL, which the server applies atomically, so a resolver never sees the name
+//! without an answer. Setting the value a record already has is a no-op for the server, which
+//! makes the switch idempotent as the trait requires. The server's answer must carry a valid
+//! TSIG signature (checked by hickory) and the NOERROR code; anything else is an error naming
+//! the server, the record and the code.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_net::client::Client;
+use hickory_net::proto::op::{
+    DnsRequest, DnsRequestOptions, Edns, Message, OpCode, Query, ResponseCode, UpdateMessage,
+};
+use hickory_net::proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_net::proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_net::proto::rr::{DNSClass, Name, RData, Record, RecordType as WireType, TSigner};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsHandle, FirstAnswer};
+use omnicloud_core::failover::{DnsProvider, DnsRecord, RecordType};
+
+/// How far the server's clock may be from ours, in seconds (RFC 8945 recommends 300).
+const TSIG_FUDGE_S: u16 = 300;
+
+/// Why an `Rfc2136Dns` could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsConfigError {
+    /// A setting is malformed.
+    #[error("invalid RFC 2136 setting {field}: {reason}")]
+    Invalid {
+        /// The setting (`server`, `zone`, `key_name`, `key_secret`, `algorithm`, `timeout`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A DNS provider that updates an authoritative server with TSIG-signed RFC 2136 messages.
+pub struct Rfc2136Dns {
+    server: SocketAddr,
+    zone: Name,
+    signer: TSigner,
+    timeout: Duration,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Rfc2136Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("Rfc2136Dns")
+            .field("server", &self.server)
+            .field("zone", &self.zone.to_string())
+            .field("key_name", &self.signer.signer_name().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rfc2136Dns {
+    /// A client for `zone` on `server:port`, signing with the TSIG key `key_name` whose secret
+    /// is `key_secret` (base64, as in a `knot` or BIND key file) under `algorithm`
+    /// (`hmac-sha256`, `hmac-sha384` or `hmac-sha512`). Each exchange waits at most `timeout`.
+    pub fn new(
+        server: &str,
+        port: u16,
+        zone: &str,
+        key_name: &str,
+        key_secret: &str,
+        algorithm: &str,
+        timeout: Duration,
+    ) -> Result<Self, DnsConfigError> {
+        let invalid = |field, reason: String| DnsConfigError::Invalid { field, reason };
+        let server = (server, port)
+            .to_socket_addrs()
+            .map_err(|e| invalid("server", format!("{server}:{port}: {e}")))?
+            .next()
+            .ok_or_else(|| invalid("server", format!("{server}:{port} resolves to nothing")))?;
+        if port == 0 {
+            return Err(invalid("server", "port must be 1–65535, not 0".to_owned()));
+        }
+        let zone = absolute_name(zone).map_err(|e| invalid("zone", e))?;
+        let key = absolute_name(key_name).map_err(|e| invalid("key_name", e))?;
+        let secret = decode_base64(key_secret.trim())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("key_secret", "must be non-empty base64".to_owned()))?;
+        let algorithm = match algorithm.to_ascii_lowercase().as_str() {
+            "hmac-sha256" => TsigAlgorithm::HmacSha256,
+            "hmac-sha384" => TsigAlgorithm::HmacSha384,
+            "hmac-sha512" => TsigAlgorithm::HmacSha512,
+            other => {
+                return Err(invalid(
+                    "algorithm",
+                    format!("{other:?} is not one of hmac-sha256, hmac-sha384, hmac-sha512"),
+                ));
+            }
+        };
+        let signer = TSigner::new(secret, algorithm, key, TSIG_FUDGE_S)
+            .map_err(|e| invalid("algorithm", e.to_string()))?;
+        if timeout.is_zero() || timeout > Duration::from_secs(60) {
+            return Err(invalid(
+                "timeout",
+                format!("{timeout:?} is outside (0 s, 60 s]"),
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| invalid("server", format!("cannot start the I/O runtime: {e}")))?;
+        Ok(Self {
+            server,
+            zone,
+            signer,
+            timeout,
+            runtime,
+        })
+    }
+
+    /// The zone this client updates.
+    pub fn zone(&self) -> String {
+        self.zone.to_string()
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Asks the server what `name` answers for `rtype`: each value with its TTL (empty if
+    /// nothing). A plain query, not signed.
+    pub fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<(String, u32)>, String> {
+        let name = absolute_name(name)?;
+        let mut query = Query::query(name, wire_type(rtype));
+        query.set_query_class(DNSClass::IN);
+        let request = DnsRequest::from_query(query, DnsRequestOptions::default());
+        let response = self.exchange(request, false)?;
+        Ok(response
+            .answers
+            .iter()
+            .filter_map(|r| rdata_text(&r.data).map(|v| (v, r.ttl)))
+            .collect())
+    }
+
+    /// Sends `message` and waits for the first answer; the answer's code must be NOERROR.
+    fn exchange(&self, request: DnsRequest, signed: bool) -> Result<Message, String> {
+        let server = self.server;
+        let signer = signed.then(|| self.signer.clone());
+        let timeout = self.timeout;
+        self.runtime.block_on(async move {
+            let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
+                .with_timeout(Some(timeout))
+                .with_signer(signer)
+                .build();
+            let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+            let background = tokio::spawn(background);
+            let answer = tokio::time::timeout(timeout, client.send(request).first_answer()).await;
+            background.abort();
+            let response = answer
+                .map_err(|_| format!("no answer from {server} within {timeout:?}"))?
+                .map_err(|e| format!("DNS exchange with {server} failed: {e}"))?;
+            let message = response.into_message();
+            if message.response_code != ResponseCode::NoError {
+                return Err(format!("{server} answered {}", message.response_code));
+            }
+            Ok(message)
+        })
+    }
+}
+
+impl DnsProvider for Rfc2136Dns {
+    fn set(&self, record: &DnsRecord, value: &str) -> Result<(), String> {
+        let name = absolute_name(&record.name)?;
+        if !self.zone.zone_of(&name) {
+            return Err(format!(
+                "record {} is not in zone {} that this client updates",
+                record.name, self.zone
+            ));
+        }
+        let rdata = match record.rtype {
+            RecordType::A => RData::A(A(std::net::Ipv4Addr::from_str(value)
+                .map_err(|e| format!("{value:?} is not an IPv4 address: {e}"))?)),
+            RecordType::Aaaa => RData::AAAA(AAAA(
+                std::net::Ipv6Addr::from_str(value)
+                    .map_err(|e| format!("{value:?} is not an IPv6 address: {e}"))?,
+            )),
+            RecordType::Cname => RData::CNAME(CNAME(absolute_name(value)?)),
+        };
+        let rtype = wire_type(record.rtype);
+        let mut zone = Query::new();
+        zone.set_name(self.zone.clone())
+            .set_query_class(DNSClass::IN)
+            .set_query_type(WireType::SOA);
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        message.add_zone(zone);
+        // RFC 2136 §2.5.2: delete the RRset (class ANY, TTL 0, empty data) ...
+        let mut delete = Record::update0(name.clone(), 0, rtype);
+        delete.dns_class = DNSClass::ANY;
+        message.add_update(delete.into_record_of_rdata());
+        // ... §2.5.1: then add the new value, in the same message (applied atomically).
+        let mut add = Record::from_rdata(name, record.ttl, rdata);
+        add.dns_class = DNSClass::IN;
+        message.add_update(add);
+        message
+            .edns
+            .get_or_insert_with(Edns::new)
+            .set_max_payload(1232)
+            .set_version(0);
+        self.exchange(DnsRequest::from(message), true)
+            .map(drop)
+            .map_err(|e| format!("updating {} {}: {e}", record.name, record.rtype.as_str()))
+    }
+}
+
+fn wire_type(rtype: RecordType) -> WireType {
+    match rtype {
+        RecordType::A => WireType::A,
+        RecordType::Aaaa => WireType::AAAA,
+        RecordType::Cname => WireType::CNAME,
+    }
+}
+
+fn rdata_text(data: &RData) -> Option<String> {
+    match data {
+        RData::A(a) => Some(a.0.to_string()),
+        RData::AAAA(a) => Some(a.0.to_string()),
+        RData::CNAME(c) => Some(c.0.to_string()),
+        _ => None,
+    }
+}
+
+/// A fully qualified name (a trailing dot is added if missing), lower case.
+fn absolute_name(text: &str) -> Result<Name, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("a DNS name must not be empty".to_owned());
+    }
+    let mut name =
+        Name::from_ascii(text).map_err(|e| format!("{text:?} is not a DNS name: {e}"))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+/// Standard base64 (with or without padding); `None` if malformed.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0u8;
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push(u8::try_from((bits >> count) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_key_files_secrets() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("a$b"), None);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let make = |zone: &str, secret: &str, algorithm: &str| {
+            Rfc2136Dns::new(
+                "127.0.0.1",
+                53,
+                zone,
+                "k.",
+                secret,
+                algorithm,
+                Duration::from_secs(1),
+            )
+        };
+        let field = |r: Result<Rfc2136Dns, DnsConfigError>| match r {
+            Err(DnsConfigError::Invalid { field, .. }) => field,
+            Ok(_) => "ok",
+        };
+        assert_eq!(field(make("", "aGVsbG8=", "hmac-sha256")), "zone");
+        assert_eq!(
+            field(make("z.test", "not base64!", "hmac-sha256")),
+            "key_secret"
+        );
+        assert_eq!(field(make("z.test", "aGVsbG8=", "hmac-md5")), "algorithm");
+        assert_eq!(field(make("z.test", "aGVsbG8=", "HMAC-SHA512")), "ok");
+    }
+}
