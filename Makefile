@@ -18,8 +18,17 @@ toolchain: ## Check the Rust toolchain has rustfmt and clippy
 	@$(CARGO) fmt --version >/dev/null || { echo "rustfmt is missing: rustup component add rustfmt"; exit 1; }
 	@$(CARGO) clippy --version >/dev/null || { echo "clippy is missing: rustup component add clippy"; exit 1; }
 
+.PHONY: system-packages
+system-packages: ## Debian packages the tests need: knot (the authoritative DNS server of the RFC 2136 tests)
+	@if [ ! -x /usr/sbin/knotd ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends knot knot-dnsutils; \
+	fi
+	@/usr/sbin/knotd --version
+
 .PHONY: setup
-setup: toolchain ## Install the Python package (release build, editable) with its test extras
+setup: toolchain system-packages ## Install the Python package (release build, editable) with its test extras
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check 'maturin>=1.9.4,<2'
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[test]'
 	$(PYTHON) -c "import omnicloud; print('omnicloud', omnicloud.__version__, 'installed')"

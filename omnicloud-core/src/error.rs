@@ -350,6 +350,9 @@ pub enum FailoverError {
         /// What is wrong.
         reason: String,
     },
+    /// Usage attribution was asked of a controller built without a billing service.
+    #[error("the failover controller has no billing service to record usage in")]
+    BillingNotConfigured,
     /// The tenant has no failover policy.
     #[error("tenant {tenant_id:?} has no failover policy")]
     NoPolicy {

@@ -6,20 +6,22 @@
 //! and resumes any interrupted plan first. Automatic action follows [`decide`]; manual failover
 //! and failback work whatever the health says (and whether or not the tenant is held).
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::attribution::{RegionSpan, attribute_usage, region_spans};
 use super::{
     Decision, FailoverPolicy, FailoverReport, HealthCheck, HealthCheckResult, HealthHistory,
     HealthProbe, PlanExecutor, PlanStatus, ProbeOutcome, Serving, TransitionKind, decide,
 };
+use crate::billing::{BillingService, UsageRecord};
 use crate::clock::SharedClock;
-use crate::error::{Error, FailoverError, Result, StoreError};
+use crate::error::{BillingError, Error, FailoverError, Result, StoreError};
 use crate::ids::{TenantId, validate_display_text};
 use crate::store::{Store, format_timestamp};
 
@@ -74,6 +76,7 @@ pub struct FailoverController {
     clock: SharedClock,
     executor: PlanExecutor,
     tenants: Mutex<BTreeMap<String, TenantState>>,
+    billing: Option<Arc<BillingService>>,
 }
 
 impl FailoverController {
@@ -123,6 +126,7 @@ impl FailoverController {
             clock,
             executor,
             tenants: Mutex::new(tenants),
+            billing: None,
         })
     }
 
@@ -406,6 +410,66 @@ impl FailoverController {
     /// The tenant's plans, oldest first.
     pub fn reports(&self, tenant_id: &TenantId) -> Result<Vec<FailoverReport>> {
         self.executor.reports(tenant_id)
+    }
+
+    /// The same controller, attributing usage through `billing` ([`Self::record_usage`]).
+    pub fn with_billing(mut self, billing: Arc<BillingService>) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
+    /// Where a registered resource ran: its region spans from its tenant's plans (see
+    /// [`region_spans`]).
+    pub fn region_history(&self, resource_id: &str) -> Result<Vec<RegionSpan>> {
+        let resource = self.executor.state().get(resource_id)?;
+        let reports = self.executor.reports(&resource.tenant_id)?;
+        Ok(region_spans(&reports, &resource.id, &resource.region))
+    }
+
+    /// Records usage with each record of a resource attributed to the regions the resource
+    /// actually ran in over the record's interval (both regions during a failover's overlap);
+    /// a record without a resource is recorded as given. All records are written in one
+    /// transaction; returns what was written.
+    pub fn record_usage(&self, records: &[UsageRecord]) -> Result<Vec<UsageRecord>> {
+        let billing = self
+            .billing
+            .as_ref()
+            .ok_or(FailoverError::BillingNotConfigured)?;
+        let mut reports: HashMap<TenantId, Vec<FailoverReport>> = HashMap::new();
+        let mut spans: HashMap<&str, Vec<RegionSpan>> = HashMap::new();
+        let mut attributed = Vec::with_capacity(records.len());
+        for record in records {
+            let Some(resource_id) = record.resource_id.as_deref() else {
+                attributed.push(record.clone());
+                continue;
+            };
+            if !spans.contains_key(resource_id) {
+                let resource = self.executor.state().get(resource_id)?;
+                if resource.tenant_id != record.tenant_id {
+                    return Err(BillingError::Invalid {
+                        what: "usage",
+                        reason: format!(
+                            "resource {resource_id} belongs to {}, not {}",
+                            resource.tenant_id, record.tenant_id
+                        ),
+                    }
+                    .into());
+                }
+                let plans = match reports.entry(resource.tenant_id.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.executor.reports(&resource.tenant_id)?)
+                    }
+                };
+                spans.insert(
+                    resource_id,
+                    region_spans(plans, resource_id, &resource.region),
+                );
+            }
+            attributed.extend(attribute_usage(record, &spans[resource_id])?);
+        }
+        billing.record_usage_many(&attributed)?;
+        Ok(attributed)
     }
 }
 

@@ -8,6 +8,7 @@
 //! implements. [`PlanExecutor`] builds plans from the dependency graph, persists them before
 //! they run and executes them step by step, resumable after a crash.
 
+mod attribution;
 mod controller;
 mod health;
 mod plan;
@@ -16,6 +17,7 @@ mod probe;
 mod providers;
 mod schema;
 
+pub use attribution::{RegionSpan, attribute_usage, region_spans};
 pub use controller::{FailoverController, FailoverStatus, MAX_REASON_CHARS};
 pub use health::{Decision, HealthCheckResult, HealthHistory, Serving, ZoneEvidence, decide};
 pub use plan::{FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction, TransitionKind};

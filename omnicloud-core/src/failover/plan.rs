@@ -194,6 +194,11 @@ impl PlanExecutor {
         self
     }
 
+    /// The state manager whose resources the plans move.
+    pub(crate) fn state(&self) -> &StateManager {
+        &self.state
+    }
+
     fn sql(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
         |e| Error::Store(self.store.sqlite_error(e))
     }

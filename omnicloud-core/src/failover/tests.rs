@@ -9,6 +9,7 @@ use serde_json::json;
 use super::*;
 use crate::audit::{AuditLog, AuditQuery};
 use crate::clock::{Clock, ManualClock, SharedClock};
+use crate::error::{Error, FailoverError};
 use crate::events::EventBus;
 use crate::ids::TenantId;
 use crate::state::{Resource, SqliteStateStore, StateManager};
@@ -313,9 +314,7 @@ fn holds_manual_commands_and_unknown_tenants() {
     let c = controller(&w, resources);
     assert!(matches!(
         c.status(&tenant()),
-        Err(crate::Error::Failover(
-            crate::error::FailoverError::NoPolicy { .. }
-        ))
+        Err(Error::Failover(FailoverError::NoPolicy { .. }))
     ));
     c.set_policy(w.policy.clone()).expect("policy");
     assert!(
@@ -417,4 +416,214 @@ fn dependencies_outside_the_moving_regions_do_not_hold_a_plan_back() {
         at("cache").is_none(),
         "other regions are not part of the plan"
     );
+}
+
+/// Promotes in memory and takes `step_s` seconds of the manual clock per promotion, so a
+/// plan's promotions and its completion fall at distinct instants.
+struct TimedResources {
+    inner: InMemoryResources,
+    clock: Arc<ManualClock>,
+    step_s: f64,
+}
+
+impl ResourceController for TimedResources {
+    fn promote(&self, resource: &Resource, region: &str) -> Result<(), String> {
+        self.clock.advance(self.step_s).map_err(|e| e.to_string())?;
+        self.inner.promote(resource, region)
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("t")
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn usage_is_attributed_to_the_regions_a_resource_ran_in_with_the_overlap_billed_twice() {
+    use crate::billing::{BillingService, Currency, ExchangeRates, Money, Period, UsageRecord};
+    use rust_decimal::Decimal;
+
+    let mut w = world();
+    let clock = Arc::new(ManualClock::new(t0()));
+    w.clock = clock.clone();
+    let resources = Arc::new(TimedResources {
+        inner: InMemoryResources::new(),
+        clock: clock.clone(),
+        step_s: 60.0,
+    });
+    let billing = Arc::new(BillingService::new(
+        w.store.clone(),
+        w.clock.clone(),
+        Arc::new(ExchangeRates::new()),
+    ));
+    billing
+        .upsert_tenant(&tenant(), Currency::new("USD").expect("usd"), None)
+        .expect("account");
+    billing
+        .set_price(
+            "compute.hours",
+            Money::new(Decimal::ONE, Currency::new("USD").expect("usd")),
+            None,
+        )
+        .expect("price");
+    let c = controller(&w, resources).with_billing(billing.clone());
+    c.set_policy(w.policy).expect("policy");
+    // Failover at 12:00: db promoted 12:01, app 12:02, lb 12:03 (cache is elsewhere), DNS and
+    // completion at 12:03.
+    let report = c.failover(&tenant(), "ops", "drill").expect("failover");
+    assert_eq!(report.completed_at, Some(at("2026-03-01T12:03:00Z")));
+    let spans = c.region_history("db").expect("spans");
+    assert_eq!(
+        spans,
+        vec![
+            RegionSpan {
+                region: "eu-west-1".into(),
+                from: None,
+                until: Some(at("2026-03-01T12:03:00Z"))
+            },
+            RegionSpan {
+                region: "eu-central-1".into(),
+                from: Some(at("2026-03-01T12:01:00Z")),
+                until: None
+            },
+        ]
+    );
+    // 12:00–13:00, 60 units: eu-west-1 gets 12:00–12:03 (3), eu-central-1 12:01–13:00 (59).
+    let record = UsageRecord::new(
+        tenant(),
+        "compute.hours",
+        Decimal::from(60),
+        "eu-west-1",
+        t0(),
+        at("2026-03-01T13:00:00Z"),
+        Some("db".into()),
+    )
+    .expect("record");
+    let written = c
+        .record_usage(std::slice::from_ref(&record))
+        .expect("usage");
+    let by_region: Vec<(&str, Decimal)> = written
+        .iter()
+        .map(|r| (r.region.as_str(), r.quantity))
+        .collect();
+    assert_eq!(
+        by_region,
+        vec![
+            ("eu-west-1", Decimal::from(3)),
+            ("eu-central-1", Decimal::from(59))
+        ]
+    );
+    // Usage wholly before the failover stays in the home region, unsplit.
+    let before = UsageRecord {
+        start: at("2026-03-01T11:00:00Z"),
+        end: t0(),
+        ..record
+    };
+    let written = c.record_usage(&[before]).expect("usage");
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].region, "eu-west-1");
+    // The invoice shows the split, per region.
+    let invoice = billing
+        .preview_invoice(
+            &tenant(),
+            Period::new(at("2026-03-01T00:00:00Z"), at("2026-03-02T00:00:00Z")).expect("period"),
+        )
+        .expect("invoice");
+    let mut lines: Vec<(Option<String>, Decimal)> = invoice
+        .lines
+        .iter()
+        .map(|l| (l.region.clone(), l.quantity))
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            (Some("eu-central-1".into()), Decimal::from(59)),
+            (Some("eu-west-1".into()), Decimal::from(63)),
+        ]
+    );
+    // A failback at 14:00 opens eu-west-1 again at db's promotion.
+    clock.set(at("2026-03-01T14:00:00Z")).expect("set");
+    c.failback(&tenant(), "ops", "primary back")
+        .expect("failback");
+    let regions: Vec<_> = c
+        .region_history("db")
+        .expect("spans")
+        .into_iter()
+        .map(|s| (s.region, s.from, s.until))
+        .collect();
+    assert_eq!(
+        regions,
+        vec![
+            ("eu-west-1".into(), None, Some(at("2026-03-01T12:03:00Z"))),
+            (
+                "eu-central-1".into(),
+                Some(at("2026-03-01T12:01:00Z")),
+                Some(at("2026-03-01T14:03:00Z"))
+            ),
+            ("eu-west-1".into(), Some(at("2026-03-01T14:01:00Z")), None),
+        ]
+    );
+}
+
+#[test]
+fn usage_attribution_refuses_without_billing_and_for_another_tenants_resource() {
+    use crate::billing::{BillingService, ExchangeRates, UsageRecord};
+    use rust_decimal::Decimal;
+
+    let w = world();
+    let plain = controller(&w, Arc::new(InMemoryResources::new()));
+    let record = UsageRecord::new(
+        TenantId::new("globex").expect("id"),
+        "compute.hours",
+        Decimal::ONE,
+        "eu-west-1",
+        t0(),
+        at("2026-03-01T13:00:00Z"),
+        Some("db".into()),
+    )
+    .expect("record");
+    assert!(matches!(
+        plain.record_usage(std::slice::from_ref(&record)),
+        Err(Error::Failover(FailoverError::BillingNotConfigured))
+    ));
+    let billing = Arc::new(BillingService::new(
+        w.store.clone(),
+        w.clock.clone(),
+        Arc::new(ExchangeRates::new()),
+    ));
+    let c = controller(&w, Arc::new(InMemoryResources::new())).with_billing(billing);
+    let err = c.record_usage(&[record]).expect_err("db is acme's");
+    assert!(err.to_string().contains("belongs to acme"), "{err}");
+}
+
+#[test]
+fn a_stopped_plan_leaves_both_regions_running() {
+    let spans = region_spans(
+        &[FailoverReport {
+            id: "p".into(),
+            tenant_id: tenant(),
+            kind: TransitionKind::Failover,
+            from_region: "eu-west-1".into(),
+            to_region: "eu-central-1".into(),
+            trigger: json!({}),
+            steps: vec![PlanStep {
+                position: 0,
+                action: StepAction::Promote,
+                target: "db".into(),
+                done_at: Some(t0()),
+                attempts: 1,
+                last_error: None,
+            }],
+            initiated_at: t0(),
+            dns_updated_at: None,
+            completed_at: None,
+            status: PlanStatus::Stopped,
+        }],
+        "db",
+        "eu-west-1",
+    );
+    assert_eq!(spans.len(), 2);
+    assert!(spans.iter().all(|s| s.until.is_none()));
 }
