@@ -22,6 +22,71 @@ use crate::money::{Currency, ExchangeRate, ExchangeRates, Money, currency_arg, s
 use crate::store::Store;
 use crate::tenancy::tenant_id_arg;
 
+/// Usage tuples `(tenant_id, meter, quantity, region, start, end[, resource_id])`, validated.
+pub(crate) fn usage_records_from_py(
+    records: &Bound<'_, PyAny>,
+) -> PyResult<Vec<core::UsageRecord>> {
+    let mut batch = Vec::new();
+    for item in records.try_iter()? {
+        let item = item?;
+        let t = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "usage records must be tuples, got {}",
+                type_name(&item)
+            ))
+        })?;
+        if !(6..=7).contains(&t.len()) {
+            return Err(BindingError::value(format!(
+                "a usage tuple has 6 or 7 items, got {}",
+                t.len()
+            ))
+            .into());
+        }
+        let resource = if t.len() == 7 {
+            t.get_item(6)?.extract::<Option<String>>()?
+        } else {
+            None
+        };
+        batch.push(
+            core::UsageRecord::new(
+                tenant_id_arg(&t.get_item(0)?.extract::<String>()?)?,
+                t.get_item(1)?.extract::<String>()?,
+                decimal_from_py(&t.get_item(2)?, "quantity")?,
+                t.get_item(3)?.extract::<String>()?,
+                utc_from_py(&t.get_item(4)?, "start")?,
+                utc_from_py(&t.get_item(5)?, "end")?,
+                resource,
+            )
+            .map_err(BindingError::from)?,
+        );
+    }
+    Ok(batch)
+}
+
+/// A usage record as the tuple `usage_records_from_py` reads.
+pub(crate) type UsageTuple = (
+    String,
+    String,
+    Decimal,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+);
+
+/// `record` as a [`UsageTuple`].
+pub(crate) fn usage_tuple(record: core::UsageRecord) -> UsageTuple {
+    (
+        record.tenant_id.to_string(),
+        record.meter,
+        record.quantity,
+        record.region,
+        record.start,
+        record.end,
+        record.resource_id,
+    )
+}
+
 fn money(inner: core::Money) -> Money {
     Money { inner }
 }
@@ -451,7 +516,7 @@ impl PoolAllocation {
 /// Billing: accounts, prices, usage, invoices, credits, discounts and cost pools.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct BillingService {
-    inner: Arc<core::BillingService>,
+    pub(crate) inner: Arc<core::BillingService>,
 }
 
 #[pymethods]
@@ -572,40 +637,7 @@ impl BillingService {
     /// Records many usage tuples `(tenant_id, meter, quantity, region, start, end[, resource_id])`
     /// in one transaction: all or nothing. Returns how many.
     fn record_usage_many(&self, py: Python<'_>, records: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let mut batch = Vec::new();
-        for item in records.try_iter()? {
-            let item = item?;
-            let t = item.cast::<PyTuple>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "usage records must be tuples, got {}",
-                    type_name(&item)
-                ))
-            })?;
-            if !(6..=7).contains(&t.len()) {
-                return Err(BindingError::value(format!(
-                    "a usage tuple has 6 or 7 items, got {}",
-                    t.len()
-                ))
-                .into());
-            }
-            let resource = if t.len() == 7 {
-                t.get_item(6)?.extract::<Option<String>>()?
-            } else {
-                None
-            };
-            batch.push(
-                core::UsageRecord::new(
-                    tenant_id_arg(&t.get_item(0)?.extract::<String>()?)?,
-                    t.get_item(1)?.extract::<String>()?,
-                    decimal_from_py(&t.get_item(2)?, "quantity")?,
-                    t.get_item(3)?.extract::<String>()?,
-                    utc_from_py(&t.get_item(4)?, "start")?,
-                    utc_from_py(&t.get_item(5)?, "end")?,
-                    resource,
-                )
-                .map_err(BindingError::from)?,
-            );
-        }
+        let batch = usage_records_from_py(records)?;
         let svc = self.inner.clone();
         detached(py, move || svc.record_usage_many(&batch))
     }

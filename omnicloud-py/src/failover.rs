@@ -1,16 +1,22 @@
-//! `HealthCheckResult`, `DnsRecord`, `FailoverPolicy`, `InMemoryDns`, `InMemoryResources`,
-//! `FailoverController`, `FailoverReport`, `PlanStep` and `FailoverStatus`.
+//! `HealthCheckResult`, `HealthCheck`, `ProbeResult`, `DnsRecord`, `FailoverPolicy`,
+//! `InMemoryDns`, `Rfc2136Dns`, `InMemoryResources`, `FailoverController`, `FailoverReport`,
+//! `PlanStep` and `FailoverStatus`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use omnicloud_core::failover as core;
 use omnicloud_core::ids::TenantId;
 use pyo3::prelude::*;
 
+use omnicloud_runtime::dns::Rfc2136Dns as RuntimeRfc2136Dns;
+use omnicloud_runtime::probe::NetworkProbe;
+
 use crate::audit::AuditLog;
+use crate::billing::{BillingService, UsageTuple, usage_records_from_py, usage_tuple};
 use crate::clock::clock_arg;
-use crate::convert::{json_to_py, utc_from_py};
+use crate::convert::{json_to_py, type_name, utc_from_py};
 use crate::errors::BindingError;
 use crate::gateway::detached;
 use crate::state::StateManager;
@@ -279,6 +285,247 @@ impl InMemoryDns {
     }
 }
 
+/// A real DNS provider: TSIG-signed RFC 2136 updates to the zone's primary server.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct Rfc2136Dns {
+    inner: Arc<RuntimeRfc2136Dns>,
+}
+
+#[pymethods]
+impl Rfc2136Dns {
+    /// A client updating `zone` on `server:port` with the TSIG key `key_name` (`key_secret` in
+    /// base64) under `algorithm`; each exchange waits at most `timeout_s` seconds.
+    #[new]
+    #[pyo3(signature = (server, port, zone, key_name, key_secret, algorithm = "hmac-sha256", timeout_s = 2.0))]
+    fn new(
+        server: &str,
+        port: u16,
+        zone: &str,
+        key_name: &str,
+        key_secret: &str,
+        algorithm: &str,
+        timeout_s: f64,
+    ) -> PyResult<Self> {
+        let timeout = duration_arg(timeout_s, "timeout_s")?;
+        let inner =
+            RuntimeRfc2136Dns::new(server, port, zone, key_name, key_secret, algorithm, timeout)
+                .map_err(|e| BindingError::value(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+    /// The (value, ttl) pairs the server answers for `name` and `rtype` (a plain query).
+    #[pyo3(signature = (name, rtype = "A"))]
+    fn lookup(&self, py: Python<'_>, name: &str, rtype: &str) -> PyResult<Vec<(String, u32)>> {
+        let rtype = core::RecordType::parse(rtype).ok_or_else(|| {
+            BindingError::value(format!("rtype {rtype:?} is not one of A, AAAA, CNAME"))
+        })?;
+        let dns = self.inner.clone();
+        let name = name.to_owned();
+        py.detach(move || dns.lookup(&name, rtype))
+            .map_err(|e| BindingError::value(e).into())
+    }
+    /// Makes `record` answer `value` now (what a failover's DNS step does).
+    fn set(&self, py: Python<'_>, record: &Bound<'_, DnsRecord>, value: &str) -> PyResult<()> {
+        let record = record.get().inner.clone();
+        let dns = self.inner.clone();
+        let value = value.to_owned();
+        py.detach(move || core::DnsProvider::set(&*dns, &record, &value))
+            .map_err(|e| BindingError::value(e).into())
+    }
+    /// The zone updated (absolute).
+    #[getter]
+    fn zone(&self) -> String {
+        self.inner.zone()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Rfc2136Dns(server={:?}, zone={:?})",
+            self.inner.server().to_string(),
+            self.inner.zone()
+        )
+    }
+}
+
+/// A region span as `(region, from, until)`.
+type RegionSpanTuple = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn duration_arg(seconds: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            BindingError::value(format!(
+                "{what} must be a positive number of seconds, got {seconds}"
+            ))
+            .into()
+        })
+}
+
+/// An active health check: an HTTP(S) URL or a TCP port, counted for one zone of a tenant's
+/// region.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct HealthCheck {
+    inner: core::HealthCheck,
+}
+
+impl HealthCheck {
+    fn build(
+        tenant_id: &str,
+        region: &str,
+        zone: &str,
+        target: core::ProbeTarget,
+        timeout_s: f64,
+        resource_id: Option<String>,
+    ) -> PyResult<Self> {
+        let inner = core::HealthCheck::new(
+            tenant_id_arg(tenant_id)?,
+            region,
+            zone,
+            resource_id,
+            target,
+            duration_arg(timeout_s, "timeout_s")?,
+        )
+        .map_err(BindingError::from)?;
+        Ok(Self { inner })
+    }
+}
+
+#[pymethods]
+impl HealthCheck {
+    /// Healthy when `url` answers 2xx or 3xx within `timeout_s` (redirects not followed).
+    #[staticmethod]
+    #[pyo3(signature = (tenant_id, region, zone, url, timeout_s = 2.0, resource_id = None))]
+    fn http(
+        tenant_id: &str,
+        region: &str,
+        zone: &str,
+        url: &str,
+        timeout_s: f64,
+        resource_id: Option<String>,
+    ) -> PyResult<Self> {
+        let target = core::ProbeTarget::Http {
+            url: url.to_owned(),
+        };
+        Self::build(tenant_id, region, zone, target, timeout_s, resource_id)
+    }
+    /// Healthy when `host:port` accepts a TCP connection within `timeout_s`.
+    #[staticmethod]
+    #[pyo3(signature = (tenant_id, region, zone, host, port, timeout_s = 2.0, resource_id = None))]
+    fn tcp(
+        tenant_id: &str,
+        region: &str,
+        zone: &str,
+        host: &str,
+        port: u16,
+        timeout_s: f64,
+        resource_id: Option<String>,
+    ) -> PyResult<Self> {
+        let target = core::ProbeTarget::Tcp {
+            host: host.to_owned(),
+            port,
+        };
+        Self::build(tenant_id, region, zone, target, timeout_s, resource_id)
+    }
+    #[getter]
+    fn tenant_id(&self) -> &str {
+        self.inner.tenant_id.as_str()
+    }
+    #[getter]
+    fn region(&self) -> &str {
+        &self.inner.region
+    }
+    #[getter]
+    fn zone(&self) -> &str {
+        &self.inner.zone
+    }
+    /// `http` or `tcp`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.inner.target {
+            core::ProbeTarget::Http { .. } => "http",
+            core::ProbeTarget::Tcp { .. } => "tcp",
+        }
+    }
+    /// What is probed (`GET url` or `tcp host:port`).
+    #[getter]
+    fn target(&self) -> String {
+        self.inner.target.to_string()
+    }
+    #[getter]
+    fn timeout_s(&self) -> f64 {
+        self.inner.timeout.as_secs_f64()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "HealthCheck({:?}, {}/{}, {:?})",
+            self.inner.tenant_id.as_str(),
+            self.inner.region,
+            self.inner.zone,
+            self.inner.target.to_string()
+        )
+    }
+}
+
+/// One probe's outcome and the health result it was recorded as.
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct ProbeResult {
+    result: core::HealthCheckResult,
+    outcome: core::ProbeOutcome,
+}
+
+#[pymethods]
+impl ProbeResult {
+    /// The health result recorded.
+    #[getter]
+    fn result(&self) -> HealthCheckResult {
+        HealthCheckResult {
+            inner: self.result.clone(),
+        }
+    }
+    #[getter]
+    fn healthy(&self) -> bool {
+        self.outcome.healthy
+    }
+    /// Why the probe failed (None if healthy).
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.outcome.error.clone()
+    }
+    /// How long the probe took, in seconds.
+    #[getter]
+    fn elapsed_s(&self) -> f64 {
+        self.outcome.elapsed.as_secs_f64()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ProbeResult({}/{}, healthy={}, error={:?})",
+            self.result.region, self.result.zone, self.outcome.healthy, self.outcome.error
+        )
+    }
+}
+
+/// A `ResourceController` written in Python: any object with `promote(resource_id, region)`
+/// that raises if it could not.
+struct PythonResources {
+    object: Py<PyAny>,
+}
+
+impl core::ResourceController for PythonResources {
+    fn promote(
+        &self,
+        resource: &omnicloud_core::state::Resource,
+        region: &str,
+    ) -> Result<(), String> {
+        Python::attach(|py| {
+            self.object
+                .call_method1(py, "promote", (resource.id.as_str(), region))
+                .map(drop)
+                .map_err(|e| format!("promote({}, {region}) raised {e}", resource.id))
+        })
+    }
+}
+
 /// Standby resources promoted in memory (for tests and demos), with a call log and injectable
 /// failures.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
@@ -486,6 +733,7 @@ impl FailoverStatus {
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct FailoverController {
     inner: Arc<core::FailoverController>,
+    probe: OnceLock<Arc<NetworkProbe>>,
 }
 
 fn status(inner: core::FailoverStatus) -> FailoverStatus {
@@ -503,26 +751,50 @@ fn tenant(id: &str) -> PyResult<TenantId> {
 #[pymethods]
 impl FailoverController {
     /// Plans are kept in `store`, else in the state manager's database, else in memory.
-    /// `resources` promotes standbys (an `InMemoryResources` by default).
+    /// `dns` is an `InMemoryDns` or an `Rfc2136Dns`; `resources` promotes standbys (an
+    /// `InMemoryResources`, or any object with `promote(resource_id, region)`; in memory by
+    /// default); `billing` receives attributed usage (`record_usage`).
     #[new]
     #[pyo3(signature = (state, dns, audit = None, billing = None, clock = None, resources = None, store = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         state: &Bound<'_, StateManager>,
-        dns: &Bound<'_, InMemoryDns>,
+        dns: &Bound<'_, PyAny>,
         audit: Option<&Bound<'_, AuditLog>>,
-        billing: Option<&Bound<'_, PyAny>>,
+        billing: Option<&Bound<'_, BillingService>>,
         clock: Option<&Bound<'_, PyAny>>,
-        resources: Option<&Bound<'_, InMemoryResources>>,
+        resources: Option<&Bound<'_, PyAny>>,
         store: Option<&Bound<'_, Store>>,
     ) -> PyResult<Self> {
-        if billing.is_some_and(|b| !b.is_none()) {
-            return Err(BindingError::value(
-                "billing attribution is not wired into the failover controller yet",
-            )
+        let dns: Arc<dyn core::DnsProvider> = if let Ok(d) = dns.cast::<InMemoryDns>() {
+            d.get().inner.clone()
+        } else if let Ok(d) = dns.cast::<Rfc2136Dns>() {
+            d.get().inner.clone()
+        } else {
+            return Err(BindingError::type_error(format!(
+                "dns must be an InMemoryDns or an Rfc2136Dns, got {}",
+                type_name(dns)
+            ))
             .into());
-        }
+        };
+        let resources: Arc<dyn core::ResourceController> = match resources {
+            None => Arc::new(core::InMemoryResources::new()),
+            Some(r) if r.is_none() => Arc::new(core::InMemoryResources::new()),
+            Some(r) => match r.cast::<InMemoryResources>() {
+                Ok(m) => m.get().inner.clone(),
+                Err(_) if r.hasattr("promote")? => Arc::new(PythonResources {
+                    object: r.clone().unbind(),
+                }),
+                Err(_) => {
+                    return Err(BindingError::type_error(format!(
+                        "resources must be an InMemoryResources or have promote(resource_id, region), got {}",
+                        type_name(r)
+                    ))
+                    .into());
+                }
+            },
+        };
         let clock = clock_arg(clock)?;
         let manager = state.get();
         let store = match store
@@ -532,24 +804,74 @@ impl FailoverController {
             Some(s) => s,
             None => detached(py, omnicloud_core::store::Store::memory)?,
         };
-        let resources: Arc<dyn core::ResourceController> = match resources {
-            Some(r) => r.get().inner.clone(),
-            None => Arc::new(core::InMemoryResources::new()),
-        };
         let executor = core::PlanExecutor::new(
             store.clone(),
             clock.clone(),
             manager.inner.clone(),
             resources,
-            dns.get().inner.clone(),
+            dns,
             audit.map(|a| a.get().inner.clone()),
         );
+        let billing = billing.map(|b| b.get().inner.clone());
         let inner = detached(py, move || {
-            core::FailoverController::new(store, clock, executor)
+            core::FailoverController::new(store, clock, executor).map(|c| match billing {
+                Some(b) => c.with_billing(b),
+                None => c,
+            })
         })?;
         Ok(Self {
             inner: Arc::new(inner),
+            probe: OnceLock::new(),
         })
+    }
+
+    /// Runs active health checks (concurrently) and records each outcome at the clock's time,
+    /// like `record_health`. Checks are validated against the policies before any runs.
+    fn probe(
+        &self,
+        py: Python<'_>,
+        checks: Vec<PyRef<'_, HealthCheck>>,
+    ) -> PyResult<Vec<ProbeResult>> {
+        let checks: Vec<core::HealthCheck> = checks.iter().map(|c| c.inner.clone()).collect();
+        let probe = match self.probe.get() {
+            Some(p) => p.clone(),
+            None => {
+                let made =
+                    Arc::new(NetworkProbe::new().map_err(|e| BindingError::value(e.to_string()))?);
+                self.probe.get_or_init(|| made).clone()
+            }
+        };
+        let c = self.inner.clone();
+        Ok(detached(py, move || c.probe(&*probe, &checks))?
+            .into_iter()
+            .map(|(result, outcome)| ProbeResult { result, outcome })
+            .collect())
+    }
+
+    /// Records usage tuples `(tenant_id, meter, quantity, region, start, end[, resource_id])`
+    /// in the billing service, each resource's usage attributed to the regions it ran in
+    /// (both during a failover's overlap). Returns the tuples written.
+    fn record_usage(
+        &self,
+        py: Python<'_>,
+        records: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<UsageTuple>> {
+        let records = usage_records_from_py(records)?;
+        let c = self.inner.clone();
+        Ok(detached(py, move || c.record_usage(&records))?
+            .into_iter()
+            .map(usage_tuple)
+            .collect())
+    }
+
+    /// Where a resource ran: `(region, from, until)` spans, `None` for open ends.
+    fn region_history(&self, py: Python<'_>, resource_id: &str) -> PyResult<Vec<RegionSpanTuple>> {
+        let c = self.inner.clone();
+        let id = resource_id.to_owned();
+        Ok(detached(py, move || c.region_history(&id))?
+            .into_iter()
+            .map(|s| (s.region, s.from, s.until))
+            .collect())
     }
 
     /// Sets or replaces a tenant's policy.

@@ -56,8 +56,8 @@ mod _omnicloud {
     use super::events::{Event, EventBus};
     #[pymodule_export]
     use super::failover::{
-        DnsRecord, FailoverController, FailoverPolicy, FailoverReport, FailoverStatus,
-        HealthCheckResult, InMemoryDns, InMemoryResources, PlanStep,
+        DnsRecord, FailoverController, FailoverPolicy, FailoverReport, FailoverStatus, HealthCheck,
+        HealthCheckResult, InMemoryDns, InMemoryResources, PlanStep, ProbeResult, Rfc2136Dns,
     };
     #[pymodule_export]
     use super::money::{Currency, ExchangeRate, ExchangeRates, Money};

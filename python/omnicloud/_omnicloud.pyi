@@ -7,7 +7,7 @@ import datetime
 import decimal
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, TypeAlias, final
+from typing import Any, Protocol, TypeAlias, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -66,9 +66,12 @@ __all__ = [
     "FailoverReport",
     "FailoverStatus",
     "HealthCheckResult",
+    "HealthCheck",
     "InMemoryDns",
     "InMemoryResources",
     "PlanStep",
+    "ProbeResult",
+    "Rfc2136Dns",
     "_raise_internal_error",
 ]
 
@@ -535,6 +538,77 @@ class InMemoryDns:
     def lookup(self, name: str, rtype: str = "A") -> tuple[str, int] | None: ...
 
 @final
+class Rfc2136Dns:
+    """A real DNS provider: TSIG-signed RFC 2136 updates to the zone's primary server."""
+
+    def __new__(
+        cls,
+        server: str,
+        port: int,
+        zone: str,
+        key_name: str,
+        key_secret: str,
+        algorithm: str = "hmac-sha256",
+        timeout_s: float = 2.0,
+    ) -> Rfc2136Dns: ...
+    def lookup(self, name: str, rtype: str = "A") -> list[tuple[str, int]]: ...
+    def set(self, record: DnsRecord, value: str) -> None: ...
+    @property
+    def zone(self) -> str: ...
+
+@final
+class HealthCheck:
+    """An active health check (HTTP(S) or TCP) counted for one zone of a tenant's region."""
+
+    @staticmethod
+    def http(
+        tenant_id: str,
+        region: str,
+        zone: str,
+        url: str,
+        timeout_s: float = 2.0,
+        resource_id: str | None = None,
+    ) -> HealthCheck: ...
+    @staticmethod
+    def tcp(
+        tenant_id: str,
+        region: str,
+        zone: str,
+        host: str,
+        port: int,
+        timeout_s: float = 2.0,
+        resource_id: str | None = None,
+    ) -> HealthCheck: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def timeout_s(self) -> float: ...
+
+@final
+class ProbeResult:
+    """One probe's outcome and the health result it was recorded as."""
+
+    @property
+    def result(self) -> HealthCheckResult: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def elapsed_s(self) -> float: ...
+
+class _ResourceController(Protocol):
+    def promote(self, resource_id: str, region: str, /) -> object: ...
+
+@final
 class InMemoryResources:
     """Standby resources promoted in memory, with a call log and injectable failures."""
 
@@ -609,15 +683,24 @@ class FailoverController:
     def __new__(
         cls,
         state: StateManager,
-        dns: InMemoryDns,
+        dns: InMemoryDns | Rfc2136Dns,
         audit: AuditLog | None = None,
-        billing: object | None = None,
+        billing: BillingService | None = None,
         clock: _Clock | None = None,
-        resources: InMemoryResources | None = None,
+        resources: InMemoryResources | _ResourceController | None = None,
         store: Store | None = None,
     ) -> FailoverController: ...
     def set_policy(self, policy: FailoverPolicy) -> None: ...
     def record_health(self, result: HealthCheckResult) -> None: ...
+    def probe(self, checks: list[HealthCheck]) -> list[ProbeResult]: ...
+    def record_usage(
+        self, records: Iterable[_UsageTuple]
+    ) -> list[
+        tuple[str, str, decimal.Decimal, str, datetime.datetime, datetime.datetime, str | None]
+    ]: ...
+    def region_history(
+        self, resource_id: str
+    ) -> list[tuple[str, datetime.datetime | None, datetime.datetime | None]]: ...
     def evaluate(self) -> list[FailoverReport]: ...
     def failover(
         self, tenant_id: str, reason: str, operator: str = "operator", target_region: str | None = None
