@@ -24,7 +24,8 @@ fn at(text: &str) -> Result<DateTime<Utc>, DemoError> {
         .map_err(|e| DemoError::Refused(format!("bad demo instant {text}: {e}")))
 }
 
-fn money(amount: &str, code: &str) -> Result<Money, DemoError> {
+/// A demo amount in `code`.
+pub(super) fn money(amount: &str, code: &str) -> Result<Money, DemoError> {
     let amount = Decimal::from_str(amount)
         .map_err(|e| DemoError::Refused(format!("bad demo amount {amount}: {e}")))?;
     Ok(Money::new(amount, currency(code)?))
