@@ -32,31 +32,45 @@ pub struct RegionSpan {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// Where `resource_id`, registered in `home_region`, ran: its spans in order of start, from
-/// the tenant's plans (`reports`, in any order). Spans of different regions overlap while a
-/// plan is between the resource's promotion and its own completion.
+/// Where `resource_id` ran: its spans in order of start, from the tenant's plans (`reports`,
+/// in any order). Before any plan it ran in the region the first plan found it in, or in
+/// `registered_region` (where the state has it now) if no plan moved it. Spans of different
+/// regions overlap while a plan is between the resource's promotion and its own completion.
 pub fn region_spans(
     reports: &[FailoverReport],
     resource_id: &str,
-    home_region: &str,
+    registered_region: &str,
 ) -> Vec<RegionSpan> {
     // (time, opens?, region): a plan opens its target region at the promotion and closes the
-    // region it left at completion.
+    // region the resource ran in at completion (nothing moves if the two are the same).
     let mut events: Vec<(DateTime<Utc>, bool, &str)> = Vec::new();
+    let mut first: Option<(DateTime<Utc>, &str)> = None;
     for r in reports {
-        let promoted = r
+        let Some(step) = r
             .steps
             .iter()
             .find(|s| s.action == StepAction::Promote && s.target == resource_id)
-            .and_then(|s| s.done_at);
-        let Some(promoted) = promoted else { continue };
+        else {
+            continue;
+        };
+        let source = step.source_region.as_deref().unwrap_or(&r.from_region);
+        if first.is_none_or(|(at, _)| r.initiated_at < at) {
+            first = Some((r.initiated_at, source));
+        }
+        let Some(promoted) = step.done_at else {
+            continue;
+        };
+        if source == r.to_region {
+            continue;
+        }
         events.push((promoted, true, &r.to_region));
         if r.status == PlanStatus::Completed
             && let Some(done) = r.completed_at
         {
-            events.push((done, false, &r.from_region));
+            events.push((done, false, source));
         }
     }
+    let home_region = first.map_or(registered_region, |(_, source)| source);
     // At one instant, openings come first: a region is never briefly uncovered.
     events.sort_by_key(|&(at, opens, _)| (at, !opens));
     let mut open: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();

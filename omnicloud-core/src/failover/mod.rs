@@ -27,7 +27,7 @@ pub use probe::{
 };
 pub use providers::{DnsProvider, InMemoryDns, InMemoryResources, ResourceController};
 
-pub(crate) use schema::SCHEMA;
+pub(crate) use schema::{SCHEMA, STEP_SOURCE_REGION};
 
 #[cfg(test)]
 mod tests;

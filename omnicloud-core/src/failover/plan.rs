@@ -71,6 +71,9 @@ pub struct PlanStep {
     pub action: StepAction,
     /// The resource promoted, or the DNS record's name.
     pub target: String,
+    /// For a promotion, the region the resource ran in when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
     /// When it completed.
     pub done_at: Option<DateTime<Utc>>,
     /// How many times it was tried.
@@ -231,20 +234,28 @@ impl PlanExecutor {
             graph.add(&r.id, deps)?;
         }
         let order = graph.topological_order()?;
+        let region_of: std::collections::HashMap<&str, &str> = moving
+            .iter()
+            .map(|r| (r.id.as_str(), r.region.as_str()))
+            .collect();
         let steps: Vec<PlanStep> = order
             .into_iter()
-            .map(|id| (StepAction::Promote, id))
+            .map(|id| {
+                let source = region_of.get(id.as_str()).map(|r| (*r).to_owned());
+                (StepAction::Promote, id, source)
+            })
             .chain(
                 policy
                     .dns_records
                     .iter()
-                    .map(|r| (StepAction::SwitchDns, r.name.clone())),
+                    .map(|r| (StepAction::SwitchDns, r.name.clone(), None)),
             )
             .enumerate()
-            .map(|(i, (action, target))| PlanStep {
+            .map(|(i, (action, target, source_region))| PlanStep {
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 action,
                 target,
+                source_region,
                 done_at: None,
                 attempts: 0,
                 last_error: None,
@@ -280,13 +291,19 @@ impl PlanExecutor {
             .map_err(self.sql())?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO failover_steps (plan_id, position, kind, target, attempts)
-                     VALUES (?1, ?2, ?3, ?4, 0)",
+                    "INSERT INTO failover_steps (plan_id, position, kind, target, source_region,
+                         attempts) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
                 )
                 .map_err(self.sql())?;
             for s in &report.steps {
                 insert
-                    .execute(params![report.id, s.position, s.action.as_str(), s.target])
+                    .execute(params![
+                        report.id,
+                        s.position,
+                        s.action.as_str(),
+                        s.target,
+                        s.source_region
+                    ])
                     .map_err(self.sql())?;
             }
             Ok(())
@@ -370,6 +387,15 @@ impl PlanExecutor {
                 }
             }
         }
+        // Every step done: the state records where the moved resources run now (idempotent, so
+        // a crash before the plan is marked completed just repeats it on resume).
+        let moved: Vec<Arc<Resource>> = report
+            .steps
+            .iter()
+            .filter(|s| s.action == StepAction::Promote)
+            .filter_map(|s| resources.get(&s.target).cloned())
+            .collect();
+        self.state.relocate(&moved, &target_region)?;
         let now = self.clock.now();
         let dns_at = report
             .steps
@@ -560,8 +586,16 @@ impl PlanExecutor {
     }
 }
 
-/// A step's row: position, action, target, done at, attempts, last error.
-type StepRow = (u32, String, String, Option<String>, u32, Option<String>);
+/// A step's row: position, action, target, source region, done at, attempts, last error.
+type StepRow = (
+    u32,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    u32,
+    Option<String>,
+);
 
 /// A plan's row: id, tenant, kind, from, to, trigger, initiated at, DNS updated at,
 /// completed at, status.
@@ -597,7 +631,8 @@ fn load_plan(c: &Connection, plan_id: &str) -> rusqlite::Result<Option<PlanRow>>
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
-        "SELECT position, kind, target, done_at, attempts, last_error FROM failover_steps
+        "SELECT position, kind, target, source_region, done_at, attempts, last_error
+         FROM failover_steps
          WHERE plan_id = ?1 ORDER BY position",
     )?;
     let steps = stmt
@@ -627,21 +662,24 @@ impl PlanRow {
         let steps = self
             .steps
             .into_iter()
-            .map(|(position, action, target, done, attempts, last_error)| {
-                let action = match action.as_str() {
-                    "promote" => StepAction::Promote,
-                    "switch_dns" => StepAction::SwitchDns,
-                    other => return Err(bad("kind", format!("unknown step {other:?}"))),
-                };
-                Ok(PlanStep {
-                    position,
-                    action,
-                    target,
-                    done_at: done.map(|d| time("done_at", &d)).transpose()?,
-                    attempts,
-                    last_error,
-                })
-            })
+            .map(
+                |(position, action, target, source_region, done, attempts, last_error)| {
+                    let action = match action.as_str() {
+                        "promote" => StepAction::Promote,
+                        "switch_dns" => StepAction::SwitchDns,
+                        other => return Err(bad("kind", format!("unknown step {other:?}"))),
+                    };
+                    Ok(PlanStep {
+                        position,
+                        action,
+                        target,
+                        source_region,
+                        done_at: done.map(|d| time("done_at", &d)).transpose()?,
+                        attempts,
+                        last_error,
+                    })
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         Ok(FailoverReport {
             id,

@@ -1,5 +1,6 @@
 //! The failover tables (migration 6): tenants' policies and where they are served, and the
-//! persisted plans with their steps.
+//! persisted plans with their steps; migration 7 records, per promotion, the region the
+//! resource ran in when the plan was made (billing attribution reads it).
 
 /// Failover's tables.
 pub(crate) const SCHEMA: &str = "
@@ -33,4 +34,10 @@ CREATE TABLE failover_steps (
     last_error TEXT,
     PRIMARY KEY (plan_id, position)
 ) WITHOUT ROWID;
+";
+
+/// Migration 7: each promotion step's source region (NULL for DNS steps and for plans made
+/// before it, whose source is the plan's `from_region`).
+pub(crate) const STEP_SOURCE_REGION: &str = "
+ALTER TABLE failover_steps ADD COLUMN source_region TEXT;
 ";

@@ -131,6 +131,27 @@ fn a_failover_promotes_in_dependency_order_then_switches_dns() {
     );
     assert_eq!(report.dns_delay_s(), Some(0.0));
     assert_eq!(ex.load(&plan.id).expect("load"), report);
+    // The state records where the moved resources run now; the cache elsewhere is untouched.
+    for id in ["db", "app", "lb"] {
+        let r = w.state.get(id).expect("resource");
+        assert_eq!(r.region, "eu-central-1", "{id}");
+        assert_eq!(r.serial, 2, "{id}: one write for the move");
+    }
+    assert_eq!(w.state.get("cache").expect("cache").region, "us-east-1");
+    let steps: Vec<Option<&str>> = report
+        .steps
+        .iter()
+        .map(|s| s.source_region.as_deref())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            Some("eu-west-1"),
+            Some("eu-west-1"),
+            Some("eu-west-1"),
+            None
+        ]
+    );
     let actions: Vec<String> = w
         .audit
         .query(&AuditQuery::default())
@@ -612,6 +633,7 @@ fn a_stopped_plan_leaves_both_regions_running() {
                 position: 0,
                 action: StepAction::Promote,
                 target: "db".into(),
+                source_region: Some("eu-west-1".into()),
                 done_at: Some(t0()),
                 attempts: 1,
                 last_error: None,

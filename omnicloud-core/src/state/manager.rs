@@ -160,6 +160,50 @@ impl StateManager {
         .into())
     }
 
+    /// Records that `resources` now run in `region` (a failover moved them), in one write;
+    /// those already there are left alone. The versions given are written over if still
+    /// current; a concurrent writer is detected by serial and the move is retried on fresh
+    /// reads. Returns the resources moved.
+    pub fn relocate(
+        &self,
+        resources: &[Arc<Resource>],
+        region: &str,
+    ) -> Result<Vec<Arc<Resource>>> {
+        crate::ids::validate_id(crate::ids::IdKind::Region, region)?;
+        let mut current: Vec<Arc<Resource>> = resources.to_vec();
+        for _ in 0..TRANSITION_RETRIES {
+            let now = self.clock.now();
+            let writes: Vec<(Resource, u64)> = current
+                .iter()
+                .filter(|r| r.region != region)
+                .map(|r| {
+                    let mut next = (**r).clone();
+                    next.region = region.to_owned();
+                    next.updated_at = Some(now);
+                    (next, r.serial)
+                })
+                .collect();
+            if writes.is_empty() {
+                return Ok(Vec::new());
+            }
+            match self.store.put_many(&writes) {
+                Err(crate::Error::State(StateError::Conflict { .. })) => {
+                    current = resources
+                        .iter()
+                        .map(|r| self.get(&r.id))
+                        .collect::<Result<_>>()?;
+                }
+                other => return other,
+            }
+        }
+        Err(StateError::Conflict {
+            resource_id: resources.first().map(|r| r.id.clone()).unwrap_or_default(),
+            expected: None,
+            found: None,
+        }
+        .into())
+    }
+
     /// The resource's applied transitions, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<Transition>> {
         self.get(id)?;

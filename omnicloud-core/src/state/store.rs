@@ -99,6 +99,16 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         transition: Option<&Transition>,
     ) -> Result<Arc<Resource>>;
 
+    /// Writes several existing resources at once, each only if its stored serial is the one
+    /// given with it; all or nothing where the store can (the SQLite and in-memory stores do).
+    /// Returns the stored resources with their new serials, in order.
+    fn put_many(&self, writes: &[(Resource, u64)]) -> Result<Vec<Arc<Resource>>> {
+        writes
+            .iter()
+            .map(|(r, expected)| self.put(r, Some(*expected), None))
+            .collect()
+    }
+
     /// Deletes the resource if its stored serial is `expected`; its history is kept.
     fn delete(&self, id: &str, expected: u64) -> Result<()>;
 
@@ -224,6 +234,26 @@ impl StateStore for InMemoryStateStore {
                 .push(t.clone());
         }
         Ok(stored)
+    }
+
+    fn put_many(&self, writes: &[(Resource, u64)]) -> Result<Vec<Arc<Resource>>> {
+        let mut m = self.write();
+        for (r, expected) in writes {
+            let found = m.resources.get(&r.id).map(|r| r.serial);
+            if found != Some(*expected) {
+                return Err(conflict(&r.id, Some(*expected), found));
+            }
+        }
+        let mut stored_all = Vec::with_capacity(writes.len());
+        for (r, expected) in writes {
+            let mut stored = r.clone();
+            stored.serial = expected + 1;
+            let stored = Arc::new(stored);
+            m.resources.insert(r.id.clone(), Arc::clone(&stored));
+            stored_all.push(stored);
+        }
+        m.serial += 1;
+        Ok(stored_all)
     }
 
     fn delete(&self, id: &str, expected: u64) -> Result<()> {
@@ -431,6 +461,24 @@ impl StateStore for SqliteStateStore {
         })
     }
 
+    fn put_many(&self, writes: &[(Resource, u64)]) -> Result<Vec<Arc<Resource>>> {
+        self.store.write(|tx| -> Result<Vec<Arc<Resource>>> {
+            let mut stored_all = Vec::with_capacity(writes.len());
+            for (r, expected) in writes {
+                let found = self.stored_serial(tx, &r.id)?;
+                if found != Some(*expected) {
+                    return Err(conflict(&r.id, Some(*expected), found));
+                }
+                let mut stored = r.clone();
+                stored.serial = expected + 1;
+                self.write_row(tx, &stored)?;
+                stored_all.push(Arc::new(stored));
+            }
+            self.bump_serial(tx, 0)?;
+            Ok(stored_all)
+        })
+    }
+
     fn delete(&self, id: &str, expected: u64) -> Result<()> {
         let sqlite = |e| self.store.sqlite_error(e);
         self.store.write(|tx| -> Result<()> {
@@ -630,6 +678,20 @@ impl StateStore for CachingStateStore {
         Ok(stored)
     }
 
+    fn put_many(&self, writes: &[(Resource, u64)]) -> Result<Vec<Arc<Resource>>> {
+        match self.inner.put_many(writes) {
+            Ok(stored) => {
+                stored.iter().for_each(|r| self.remember(r));
+                Ok(stored)
+            }
+            Err(e) => {
+                // Which entry was stale is not known: forget them all.
+                writes.iter().for_each(|(r, _)| self.forget(&r.id));
+                Err(e)
+            }
+        }
+    }
+
     fn delete(&self, id: &str, expected: u64) -> Result<()> {
         let result = self.evict_on_conflict(id, self.inner.delete(id, expected));
         self.forget(id);
@@ -685,6 +747,44 @@ mod tests {
                 ))),
             ),
         ]
+    }
+
+    #[test]
+    fn put_many_writes_all_or_nothing_in_every_store() {
+        for (name, store) in stores() {
+            let a = store.put(&resource("a", "acme"), None, None).expect("a");
+            let b = store.put(&resource("b", "acme"), None, None).expect("b");
+            let moved = |r: &Resource| {
+                let mut r = r.clone();
+                r.region = "eu-central-1".into();
+                r
+            };
+            // One stale serial: nothing is written, not even the first resource.
+            let err = store
+                .put_many(&[(moved(&a), 1), (moved(&b), 7)])
+                .expect_err("b is stale");
+            assert!(
+                matches!(err, crate::Error::State(StateError::Conflict { .. })),
+                "{name}"
+            );
+            assert_eq!(
+                store.get("a").expect("get").expect("a").region,
+                "eu-west-1",
+                "{name}: all or nothing"
+            );
+            let stored = store
+                .put_many(&[(moved(&a), 1), (moved(&b), 1)])
+                .expect("both current");
+            assert_eq!(
+                stored.iter().map(|r| r.serial).collect::<Vec<_>>(),
+                [2, 2],
+                "{name}"
+            );
+            for id in ["a", "b"] {
+                let r = store.get(id).expect("get").expect("some");
+                assert_eq!((r.region.as_str(), r.serial), ("eu-central-1", 2), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "failover: persisted plans and their steps",
         sql: crate::failover::SCHEMA,
     },
+    Migration {
+        version: 7,
+        name: "failover: the region each promoted resource ran in",
+        sql: crate::failover::STEP_SOURCE_REGION,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").
