@@ -573,6 +573,11 @@ impl PlanStep {
     fn action(&self) -> &'static str {
         self.inner.action.as_str()
     }
+    /// For a promotion, the region the resource ran in when the plan was made.
+    #[getter]
+    fn source_region(&self) -> Option<&str> {
+        self.inner.source_region.as_deref()
+    }
     /// When it completed (None if it did not).
     #[getter]
     fn at(&self) -> Option<DateTime<Utc>> {

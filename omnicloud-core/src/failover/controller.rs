@@ -150,10 +150,7 @@ impl FailoverController {
                 params![
                     t.policy.tenant_id.as_str(),
                     policy,
-                    match t.serving {
-                        Serving::Primary => "primary",
-                        Serving::Secondary => "secondary",
-                    },
+                    serving_name(t.serving),
                     t.held,
                     t.last_transition.map(format_timestamp)
                 ],
@@ -356,19 +353,45 @@ impl FailoverController {
             .get(tenant.as_str())
             .map(|s| s.policy.clone())
             .ok_or_else(|| no_policy(tenant))?;
-        let report = self.executor.execute(plan_id, &policy)?;
+        // Where the tenant is served is written in the transaction that completes the plan
+        // (when both live in one database), so a crash cannot separate the two.
+        let same_database = self.executor.store().same_database(&self.store);
+        let report = self.executor.execute_with(plan_id, &policy, |tx, report| {
+            if same_database {
+                self.record_serving(tx, report)?;
+            }
+            Ok(())
+        })?;
         if report.status == PlanStatus::Completed {
+            if !same_database {
+                self.store
+                    .write(|tx| -> Result<()> { self.record_serving(tx, &report) })?;
+            }
             let mut tenants = self.lock();
             if let Some(s) = tenants.get_mut(tenant.as_str()) {
-                s.serving = match report.kind {
-                    TransitionKind::Failover => Serving::Secondary,
-                    TransitionKind::Failback => Serving::Primary,
-                };
+                s.serving = serving_after(report.kind);
                 s.last_transition = report.completed_at;
-                self.persist(s)?;
             }
         }
         Ok(report)
+    }
+
+    /// Writes the serving region and last transition a completed plan leaves its tenant with.
+    fn record_serving(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        report: &FailoverReport,
+    ) -> Result<()> {
+        tx.execute(
+            "UPDATE failover_tenants SET serving = ?2, last_transition = ?3 WHERE tenant_id = ?1",
+            params![
+                report.tenant_id.as_str(),
+                serving_name(serving_after(report.kind)),
+                report.completed_at.map(format_timestamp)
+            ],
+        )
+        .map_err(|e| Error::Store(self.store.sqlite_error(e)))?;
+        Ok(())
     }
 
     /// Suppresses automatic action for the tenant (manual commands still work).
@@ -470,6 +493,22 @@ impl FailoverController {
         }
         billing.record_usage_many(&attributed)?;
         Ok(attributed)
+    }
+}
+
+/// Where a tenant is served once a plan of `kind` completes.
+fn serving_after(kind: TransitionKind) -> Serving {
+    match kind {
+        TransitionKind::Failover => Serving::Secondary,
+        TransitionKind::Failback => Serving::Primary,
+    }
+}
+
+/// The stored name of a serving region.
+fn serving_name(serving: Serving) -> &'static str {
+    match serving {
+        Serving::Primary => "primary",
+        Serving::Secondary => "secondary",
     }
 }
 

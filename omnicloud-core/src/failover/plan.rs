@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -197,6 +197,11 @@ impl PlanExecutor {
         self
     }
 
+    /// The store the plans are kept in.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The state manager whose resources the plans move.
     pub(crate) fn state(&self) -> &StateManager {
         &self.state
@@ -274,7 +279,18 @@ impl PlanExecutor {
             completed_at: None,
             status: PlanStatus::Running,
         };
-        self.store.write(|tx| -> Result<()> {
+        let initiated = self.audit_record(&report, "failover.initiated", None, |r| {
+            serde_json::json!({
+                "kind": r.kind.as_str(),
+                "from_region": r.from_region,
+                "to_region": r.to_region,
+                "trigger": r.trigger,
+                "steps": r.steps.len(),
+            })
+        });
+        // The plan, its steps and the `failover.initiated` entry (the only record of the
+        // trigger) commit together.
+        self.write_audited(initiated, |tx| {
             tx.execute(
                 "INSERT INTO failover_plans (id, tenant_id, kind, from_region, to_region, trigger,
                      initiated_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
@@ -308,21 +324,24 @@ impl PlanExecutor {
             }
             Ok(())
         })?;
-        self.audit_event(&report, "failover.initiated", None, |r| {
-            serde_json::json!({
-                "kind": r.kind.as_str(),
-                "from_region": r.from_region,
-                "to_region": r.to_region,
-                "trigger": r.trigger,
-                "steps": r.steps.len(),
-            })
-        })?;
         Ok(report)
     }
 
     /// Runs the plan's remaining steps in order, writing each completion before the next
     /// starts. Returns the report: completed, or stopped at a step that failed every attempt.
     pub fn execute(&self, plan_id: &str, policy: &FailoverPolicy) -> Result<FailoverReport> {
+        self.execute_with(plan_id, policy, |_, _| Ok(()))
+    }
+
+    /// [`Self::execute`], with `on_complete` writing in the same transaction that marks the
+    /// plan completed (the controller records the tenant's new serving region there, so a
+    /// crash can never leave a completed plan with the tenant still recorded where it was).
+    pub(crate) fn execute_with(
+        &self,
+        plan_id: &str,
+        policy: &FailoverPolicy,
+        on_complete: impl FnOnce(&Transaction<'_>, &FailoverReport) -> Result<()>,
+    ) -> Result<FailoverReport> {
         let mut report = self.load(plan_id)?;
         if report.status != PlanStatus::Running {
             return Ok(report);
@@ -360,29 +379,32 @@ impl PlanExecutor {
                                 "attempts": attempts,
                             })
                         });
-                    self.record_step(&report.id, step.position, attempts, Some(now), None, entry)?;
+                    self.record_step(&report.id, step.position, attempts, now, entry)?;
                     let s = &mut report.steps[i];
                     (s.done_at, s.attempts, s.last_error) = (Some(now), attempts, None);
                 }
                 Err(message) => {
-                    self.record_step(
-                        &report.id,
-                        step.position,
-                        attempts,
-                        None,
-                        Some(&message),
-                        None,
-                    )?;
-                    self.finish(&report.id, PlanStatus::Stopped, None, None)?;
                     let s = &mut report.steps[i];
                     (s.attempts, s.last_error) = (attempts, Some(message.clone()));
                     report.status = PlanStatus::Stopped;
-                    self.audit_event(
+                    let stopped = self.audit_record(
                         &report,
                         "failover.stopped",
                         Some(&step.target),
                         |_| serde_json::json!({"error": message, "attempts": attempts}),
-                    )?;
+                    );
+                    // The step's failure, the plan's stop and their audit entry commit together.
+                    self.write_audited(stopped, |tx| {
+                        self.update_step(
+                            tx,
+                            &report.id,
+                            step.position,
+                            attempts,
+                            None,
+                            Some(&message),
+                        )?;
+                        self.update_plan(tx, &report.id, PlanStatus::Stopped, None, None)
+                    })?;
                     return Ok(report);
                 }
             }
@@ -403,15 +425,19 @@ impl PlanExecutor {
             .filter(|s| s.action == StepAction::SwitchDns)
             .filter_map(|s| s.done_at)
             .max();
-        self.finish(&report.id, PlanStatus::Completed, dns_at, Some(now))?;
         (report.dns_updated_at, report.completed_at, report.status) =
             (dns_at, Some(now), PlanStatus::Completed);
-        self.audit_event(&report, "failover.completed", None, |r| {
+        let completed = self.audit_record(&report, "failover.completed", None, |r| {
             serde_json::json!({
                 "kind": r.kind.as_str(),
                 "to_region": r.to_region,
                 "dns_delay_s": r.dns_delay_s(),
             })
+        });
+        // Completion, its audit entry and the caller's record of it commit together.
+        self.write_audited(completed, |tx| {
+            self.update_plan(tx, &report.id, PlanStatus::Completed, dns_at, Some(now))?;
+            on_complete(tx, &report)
         })?;
         Ok(report)
     }
@@ -448,68 +474,92 @@ impl PlanExecutor {
         }
     }
 
-    /// Writes a step's outcome, with its audit entry in the same transaction when the audit
-    /// trail lives in the plan's store (one commit per step), else right after.
+    /// Writes a step's completion with its audit entry.
     fn record_step(
         &self,
         plan: &str,
         position: u32,
         attempts: u32,
-        done_at: Option<DateTime<Utc>>,
-        error: Option<&str>,
+        done_at: DateTime<Utc>,
         entry: Option<AuditRecord>,
     ) -> Result<()> {
-        let now = self.clock.now();
-        let left = self.store.write(|tx| -> Result<Option<AuditRecord>> {
-            tx.execute(
-                "UPDATE failover_steps SET attempts = ?3, done_at = ?4, last_error = ?5
-                 WHERE plan_id = ?1 AND position = ?2",
-                params![
-                    plan,
-                    position,
-                    attempts,
-                    done_at.map(format_timestamp),
-                    error
-                ],
-            )
-            .map_err(self.sql())?;
-            match (&self.audit, entry) {
-                (Some(audit), Some(record)) => {
-                    match audit.append_with(&self.store, tx, now, record.clone())? {
-                        Some(_) => Ok(None),
-                        None => Ok(Some(record)),
-                    }
-                }
-                _ => Ok(None),
-            }
-        })?;
-        if let (Some(audit), Some(record)) = (&self.audit, left) {
-            audit.append_at(now, record)?;
-        }
+        self.write_audited(entry, |tx| {
+            self.update_step(tx, plan, position, attempts, Some(done_at), None)
+        })
+    }
+
+    fn update_step(
+        &self,
+        tx: &Transaction<'_>,
+        plan: &str,
+        position: u32,
+        attempts: u32,
+        done_at: Option<DateTime<Utc>>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        tx.execute(
+            "UPDATE failover_steps SET attempts = ?3, done_at = ?4, last_error = ?5
+             WHERE plan_id = ?1 AND position = ?2",
+            params![
+                plan,
+                position,
+                attempts,
+                done_at.map(format_timestamp),
+                error
+            ],
+        )
+        .map_err(self.sql())?;
         Ok(())
     }
 
-    fn finish(
+    fn update_plan(
         &self,
+        tx: &Transaction<'_>,
         plan: &str,
         status: PlanStatus,
         dns_at: Option<DateTime<Utc>>,
         completed_at: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        self.store.write(|tx| -> Result<()> {
-            tx.execute(
-                "UPDATE failover_plans SET status = ?2, dns_updated_at = ?3, completed_at = ?4
-                 WHERE id = ?1",
-                params![
-                    plan,
-                    status.as_str(),
-                    dns_at.map(format_timestamp),
-                    completed_at.map(format_timestamp)
-                ],
-            )
-            .map_err(self.sql())?;
-            Ok(())
-        })
+        tx.execute(
+            "UPDATE failover_plans SET status = ?2, dns_updated_at = ?3, completed_at = ?4
+             WHERE id = ?1",
+            params![
+                plan,
+                status.as_str(),
+                dns_at.map(format_timestamp),
+                completed_at.map(format_timestamp)
+            ],
+        )
+        .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Runs `body` in one write transaction with `entry` appended to the audit trail in the
+    /// same transaction when the trail lives in the plan's store (else right after the
+    /// commit: a trail in another database cannot share the transaction).
+    fn write_audited<T>(
+        &self,
+        entry: Option<AuditRecord>,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let now = self.clock.now();
+        let (value, left) = self.store.write(|tx| -> Result<(T, Option<AuditRecord>)> {
+            let value = body(tx)?;
+            let left = match (&self.audit, entry) {
+                (Some(audit), Some(record)) => {
+                    match audit.append_with(&self.store, tx, now, record.clone())? {
+                        Some(_) => None,
+                        None => Some(record),
+                    }
+                }
+                _ => None,
+            };
+            Ok((value, left))
+        })?;
+        if let (Some(audit), Some(record)) = (&self.audit, left) {
+            audit.append_at(now, record)?;
+        }
+        Ok(value)
     }
 
     /// The tenant's unfinished plan, if one was interrupted.
@@ -566,23 +616,6 @@ impl PlanExecutor {
             record = record.resource(r);
         }
         Some(record)
-    }
-
-    /// Appends a plan event to the audit trail, if there is one.
-    fn audit_event(
-        &self,
-        report: &FailoverReport,
-        action: &str,
-        resource: Option<&str>,
-        details: impl FnOnce(&FailoverReport) -> Value,
-    ) -> Result<()> {
-        if let (Some(audit), Some(record)) = (
-            &self.audit,
-            self.audit_record(report, action, resource, details),
-        ) {
-            audit.append(record)?;
-        }
-        Ok(())
     }
 }
 
