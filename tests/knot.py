@@ -34,12 +34,18 @@ def knotd_path() -> str | None:
     return shutil.which("knotd")
 
 
-def free_udp_port() -> int:
-    """A loopback UDP port nobody listens on (right now)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP right now (knotd binds both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
 
 
 class KnotServer:
@@ -52,14 +58,14 @@ class KnotServer:
             raise RuntimeError("knotd is not installed: apt-get install knot knot-dnsutils")
         self.binary = binary
         self.secret = base64.b64encode(os.urandom(32)).decode()
-        self.port = free_udp_port()
+        self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="omnicloud-knot-")
         self.root = Path(self._dir.name)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _write_config(self) -> Path:
+    def _write_config(self, rewrite: bool = False) -> Path:
         for sub in ("zones", "db", "run"):
-            (self.root / sub).mkdir()
+            (self.root / sub).mkdir(exist_ok=rewrite)
         lines = [f"$ORIGIN {ZONE}", "$TTL 60", "@ SOA ns1 hostmaster 1 3600 600 86400 60", "@ NS ns1", "ns1 A 127.0.0.1"]
         lines += [f"{name} {rtype} {value}" for name, (rtype, value) in INITIAL_RECORDS.items()]
         (self.root / "zones" / "failover.test.zone").write_text("\n".join(lines) + "\n")
@@ -88,21 +94,29 @@ zone:
         )
         return conf
 
-    def start(self) -> KnotServer:
+    def start(self, attempts: int = 3) -> KnotServer:
+        """Starts knotd and waits until it answers; a port taken between choosing and binding
+        it (another process's race) is retried on a new port."""
         conf = self._write_config()
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "knotd.log", "wb"),  # noqa: SIM115 - closed with the process
-        )
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (self.root / "knotd.log").read_text(errors="replace")
-                self.stop()
-                raise RuntimeError(f"knotd did not start:\n{log}")
-            time.sleep(0.02)
-        return self
+        for attempt in range(attempts):
+            if attempt:
+                self.port = free_port()
+                conf = self._write_config(rewrite=True)
+            with open(self.root / "knotd.log", "wb") as log:
+                self.process = subprocess.Popen(
+                    [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log
+                )
+            deadline = time.monotonic() + 10
+            while not self._answers():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            else:
+                return self
+            self._kill()
+        log_text = (self.root / "knotd.log").read_text(errors="replace")
+        self.stop()
+        raise RuntimeError(f"knotd did not start:\n{log_text}")
 
     def _answers(self) -> bool:
         """Whether the server answers an SOA query for the zone (a raw DNS packet)."""
@@ -134,10 +148,14 @@ zone:
         args.update(overrides)
         return oc.Rfc2136Dns(**args)  # type: ignore[arg-type]
 
-    def stop(self) -> None:
+    def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
+        if self.process is not None:
             self.process.wait()
+
+    def stop(self) -> None:
+        self._kill()
         self._dir.cleanup()
 
     def __enter__(self) -> KnotServer:

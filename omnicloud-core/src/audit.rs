@@ -371,11 +371,11 @@ impl AuditLog {
                 };
                 out.push(event);
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO audit_head (singleton, seq, hash) VALUES (1, ?1, ?2)
                  ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                rusqlite::params![prev.seq, prev.hash],
             )
+            .and_then(|mut stmt| stmt.execute(rusqlite::params![prev.seq, prev.hash]))
             .map_err(sqlite)?;
             Ok(out)
         }
@@ -775,16 +775,13 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 fn read_head(conn: &rusqlite::Connection) -> rusqlite::Result<AuditHead> {
     let head = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_head WHERE singleton = 1",
-            [],
-            |r| {
-                Ok(AuditHead {
-                    seq: r.get(0)?,
-                    hash: r.get(1)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE singleton = 1")?
+        .query_row([], |r| {
+            Ok(AuditHead {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
         .optional()?;
     Ok(head.unwrap_or_else(|| AuditHead {
         seq: 0,

@@ -4,9 +4,11 @@
 //! A switch is one UPDATE message that deletes the record's RRset and adds the new value with
 //! the record's TTL, which the server applies atomically, so a resolver never sees the name
 //! without an answer. Setting the value a record already has is a no-op for the server, which
-//! makes the switch idempotent as the trait requires. The server's answer must carry a valid
-//! TSIG signature (checked by hickory) and the NOERROR code; anything else is an error naming
-//! the server, the record and the code.
+//! makes the switch idempotent as the trait requires. The update is signed here (hickory-proto's
+//! TSIG signer) and sent over hickory-net's UDP client; the server's answer must carry its valid
+//! TSIG signature and the NOERROR code. A server that rejects our signature answers NOTAUTH
+//! with a TSIG error (BADSIG, BADKEY, BADTIME) and an empty MAC, which is reported as such;
+//! anything else is an error naming the server, the record and the code.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
@@ -18,7 +20,9 @@ use hickory_net::proto::op::{
 };
 use hickory_net::proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_net::proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_net::proto::rr::{DNSClass, Name, RData, Record, RecordType as WireType, TSigner};
+use hickory_net::proto::rr::{
+    DNSClass, Name, RData, Record, RecordType as WireType, TSigVerifier, TSigner,
+};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
@@ -129,14 +133,17 @@ impl Rfc2136Dns {
         self.server
     }
 
-    /// Asks the server what `name` answers for `rtype`: each value with its TTL (empty if
-    /// nothing). A plain query, not signed.
+    /// Asks the server what `name` answers for `rtype`: each value with its TTL (empty if the
+    /// name or the type does not exist). A plain query, not signed.
     pub fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<(String, u32)>, String> {
         let name = absolute_name(name)?;
         let mut query = Query::query(name, wire_type(rtype));
         query.set_query_class(DNSClass::IN);
         let request = DnsRequest::from_query(query, DnsRequestOptions::default());
-        let response = self.exchange(request, false)?;
+        let response = match self.exchange(request, None) {
+            Err(Refusal::Code(ResponseCode::NXDomain)) => return Ok(Vec::new()),
+            other => other.map_err(|r| r.to_string())?,
+        };
         Ok(response
             .answers
             .iter()
@@ -144,29 +151,83 @@ impl Rfc2136Dns {
             .collect())
     }
 
-    /// Sends `message` and waits for the first answer; the answer's code must be NOERROR.
-    fn exchange(&self, request: DnsRequest, signed: bool) -> Result<Message, String> {
+    /// Signs `message` with the TSIG key, sends it, and checks the answer's signature and code.
+    fn exchange_signed(&self, mut message: Message) -> Result<Message, Refusal> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verifier = message
+            .finalize(&self.signer, now)
+            .map_err(|e| Refusal::Other(format!("cannot sign the update: {e}")))?;
+        self.exchange(DnsRequest::from(message), verifier)
+    }
+
+    /// Sends `request` and waits for the first answer. With a `verifier` (a signed request)
+    /// the answer must carry the server's valid signature; a server that refused our signature
+    /// (TSIG error BADSIG, BADKEY, BADTIME) says so. The answer's code must be NOERROR.
+    fn exchange(
+        &self,
+        request: DnsRequest,
+        verifier: Option<TSigVerifier>,
+    ) -> Result<Message, Refusal> {
         let server = self.server;
-        let signer = signed.then(|| self.signer.clone());
         let timeout = self.timeout;
-        self.runtime.block_on(async move {
+        let (message, buffer) = self.runtime.block_on(async move {
             let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
                 .with_timeout(Some(timeout))
-                .with_signer(signer)
                 .build();
             let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
             let background = tokio::spawn(background);
             let answer = tokio::time::timeout(timeout, client.send(request).first_answer()).await;
             background.abort();
-            let response = answer
-                .map_err(|_| format!("no answer from {server} within {timeout:?}"))?
-                .map_err(|e| format!("DNS exchange with {server} failed: {e}"))?;
-            let message = response.into_message();
-            if message.response_code != ResponseCode::NoError {
-                return Err(format!("{server} answered {}", message.response_code));
+            answer
+                .map_err(|_| Refusal::Other(format!("no answer from {server} within {timeout:?}")))?
+                .map(|r| r.into_parts())
+                .map_err(|e| Refusal::Other(format!("DNS exchange with {server} failed: {e}")))
+        })?;
+        let code = message.response_code;
+        if let Some(mut verifier) = verifier {
+            match message.signature() {
+                Some(tsig) if tsig.data.error.is_some() || tsig.data.mac.is_empty() => {
+                    return Err(Refusal::Other(format!(
+                        "{server} refused our TSIG signature ({:?}, answer {code}): check the key name, secret and algorithm",
+                        tsig.data.error
+                    )));
+                }
+                Some(_) => {
+                    verifier.verify(&buffer).map_err(|e| {
+                        Refusal::Other(format!("{server}'s answer failed TSIG verification: {e}"))
+                    })?;
+                }
+                None if code == ResponseCode::NoError => {
+                    return Err(Refusal::Other(format!(
+                        "{server} answered a signed update without a signature"
+                    )));
+                }
+                None => {}
             }
-            Ok(message)
-        })
+        }
+        if code != ResponseCode::NoError {
+            return Err(Refusal::Code(code));
+        }
+        Ok(message)
+    }
+}
+
+/// Why an exchange did not succeed.
+enum Refusal {
+    /// The server answered with this code.
+    Code(ResponseCode),
+    /// Anything else (no answer, a bad signature, a transport error).
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(code) => write!(f, "the server answered {code} ({})", u16::from(*code)),
+            Self::Other(text) => f.write_str(text),
+        }
     }
 }
 
@@ -210,9 +271,14 @@ impl DnsProvider for Rfc2136Dns {
             .get_or_insert_with(Edns::new)
             .set_max_payload(1232)
             .set_version(0);
-        self.exchange(DnsRequest::from(message), true)
-            .map(drop)
-            .map_err(|e| format!("updating {} {}: {e}", record.name, record.rtype.as_str()))
+        self.exchange_signed(message).map(drop).map_err(|e| {
+            format!(
+                "updating {} {} on {}: {e}",
+                record.name,
+                record.rtype.as_str(),
+                self.server
+            )
+        })
     }
 }
 

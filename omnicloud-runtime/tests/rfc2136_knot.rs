@@ -183,6 +183,39 @@ fn aaaa_and_cname_records_and_new_names() {
 }
 
 #[test]
+fn a_lookup_of_a_missing_name_or_type_is_empty() {
+    let knot = Knot::start();
+    let dns = knot.client();
+    assert_eq!(dns.lookup("ghost.failover.test", RecordType::A), Ok(vec![]));
+    assert_eq!(
+        dns.lookup("app.failover.test", RecordType::Aaaa),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn an_unknown_key_name_is_refused_as_badkey() {
+    let knot = Knot::start();
+    let stranger = Rfc2136Dns::new(
+        "127.0.0.1",
+        knot.port,
+        "failover.test",
+        "stranger",
+        SECRET,
+        "hmac-sha256",
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    let err = stranger
+        .set(
+            &record("app.failover.test", RecordType::A, 30),
+            "198.51.100.99",
+        )
+        .expect_err("unknown key");
+    assert!(err.contains("BadKey"), "{err}");
+}
+
+#[test]
 fn a_wrong_key_is_refused_and_changes_nothing() {
     let knot = Knot::start();
     let wrong = knot.client_with("d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=");
@@ -193,6 +226,10 @@ fn a_wrong_key_is_refused_and_changes_nothing() {
         )
         .expect_err("a forged update must fail");
     assert!(err.contains("app.failover.test"), "{err}");
+    assert!(
+        err.contains("refused our TSIG signature (Some(BadSig)"),
+        "{err}"
+    );
     assert_eq!(
         knot.client()
             .lookup("app.failover.test", RecordType::A)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,28 @@ def test_areas_print_one_json_object(area: str, extra: list[str]) -> None:
     for name, ok in report.get("checks", {}).items():
         if isinstance(ok, bool):
             assert ok, name
+    if area == "failover":
+        check_failover_dns(report)
+
+
+def check_failover_dns(report: dict[str, Any]) -> None:
+    """The RFC 2136 part: figures for both clients against the real server, or a stated skip."""
+    dns = report["dns"]
+    if "skipped" in dns:
+        assert dns["skipped"] in ("knotd not installed", "dnspython not installed")
+        assert not any(k.startswith("dns_") for k in report["targets"])
+        return
+    assert dns["updates"] == report["sizes"]["dns_updates"] >= 20
+    for side in ("ours", "peer"):
+        figures = dns[side]
+        for measured in ("update", "update_to_visible", "query"):
+            ms = figures[measured]
+            assert 0 < ms["p50_ms"] <= ms["p95_ms"] <= ms["max_ms"], (side, measured, ms)
+        assert figures["not_visible"] == 0 and figures["wrong_query_answers"] == 0
+    for target in ("failover_under_1s", "dns_under_100ms", "dns_visible_under_100ms"):
+        assert isinstance(report["targets"][target], bool)
+    names = [c["name"] for c in report["comparisons"]]
+    assert any("RFC 2136 update round trip" in n for n in names), names
 
 
 def test_areas_not_built_yet_say_so() -> None:

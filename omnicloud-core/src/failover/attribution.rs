@@ -43,9 +43,14 @@ pub fn region_spans(
 ) -> Vec<RegionSpan> {
     // (time, opens?, region): a plan opens its target region at the promotion and closes the
     // region the resource ran in at completion (nothing moves if the two are the same).
-    let mut events: Vec<(DateTime<Utc>, bool, &str)> = Vec::new();
-    let mut first: Option<(DateTime<Utc>, &str)> = None;
-    for r in reports {
+    // Plans in the order they were made: events at one instant are applied plan by plan (a
+    // failover and a failback in the same instant must not cancel out), and within a plan the
+    // opening comes first, so a region is never briefly uncovered.
+    let mut plans: Vec<&FailoverReport> = reports.iter().collect();
+    plans.sort_by(|a, b| (a.initiated_at, &a.id).cmp(&(b.initiated_at, &b.id)));
+    let mut events: Vec<(DateTime<Utc>, usize, bool, &str)> = Vec::new();
+    let mut first: Option<&str> = None;
+    for (seq, r) in plans.into_iter().enumerate() {
         let Some(step) = r
             .steps
             .iter()
@@ -54,29 +59,26 @@ pub fn region_spans(
             continue;
         };
         let source = step.source_region.as_deref().unwrap_or(&r.from_region);
-        if first.is_none_or(|(at, _)| r.initiated_at < at) {
-            first = Some((r.initiated_at, source));
-        }
+        first.get_or_insert(source);
         let Some(promoted) = step.done_at else {
             continue;
         };
         if source == r.to_region {
             continue;
         }
-        events.push((promoted, true, &r.to_region));
+        events.push((promoted, seq, true, &r.to_region));
         if r.status == PlanStatus::Completed
             && let Some(done) = r.completed_at
         {
-            events.push((done, false, source));
+            events.push((done, seq, false, source));
         }
     }
-    let home_region = first.map_or(registered_region, |(_, source)| source);
-    // At one instant, openings come first: a region is never briefly uncovered.
-    events.sort_by_key(|&(at, opens, _)| (at, !opens));
+    let home_region = first.unwrap_or(registered_region);
+    events.sort_by_key(|&(at, seq, opens, _)| (at, seq, !opens));
     let mut open: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();
     open.insert(home_region, None);
     let mut spans = Vec::new();
-    for (at, opens, region) in events {
+    for (at, _, opens, region) in events {
         if opens {
             open.entry(region).or_insert(Some(at));
         } else if let Some(from) = open.remove(region) {

@@ -497,17 +497,19 @@ impl PlanExecutor {
         done_at: Option<DateTime<Utc>>,
         error: Option<&str>,
     ) -> Result<()> {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE failover_steps SET attempts = ?3, done_at = ?4, last_error = ?5
              WHERE plan_id = ?1 AND position = ?2",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 plan,
                 position,
                 attempts,
                 done_at.map(format_timestamp),
                 error
-            ],
-        )
+            ])
+        })
         .map_err(self.sql())?;
         Ok(())
     }

@@ -649,3 +649,34 @@ fn a_stopped_plan_leaves_both_regions_running() {
     assert_eq!(spans.len(), 2);
     assert!(spans.iter().all(|s| s.until.is_none()));
 }
+
+#[test]
+fn a_failover_and_failback_in_one_instant_leave_the_resource_home() {
+    let w = world();
+    let c = controller(&w, Arc::new(InMemoryResources::new()));
+    c.set_policy(w.policy.clone()).expect("policy");
+    c.failover(&tenant(), "ops", "drill").expect("failover");
+    c.failback(&tenant(), "ops", "drill over")
+        .expect("failback");
+    let spans = c.region_history("db").expect("spans");
+    let last = spans.last().expect("a span");
+    assert_eq!(
+        (last.region.as_str(), last.until),
+        ("eu-west-1", None),
+        "{spans:?}"
+    );
+    assert_eq!(w.state.get("db").expect("db").region, "eu-west-1");
+    let record = crate::billing::UsageRecord::new(
+        tenant(),
+        "compute.hours",
+        rust_decimal::Decimal::ONE,
+        "eu-west-1",
+        t0(),
+        t0() + chrono::TimeDelta::hours(1),
+        Some("db".into()),
+    )
+    .expect("record");
+    let parts = attribute_usage(&record, &spans).expect("split");
+    let total: rust_decimal::Decimal = parts.iter().map(|p| p.quantity).sum();
+    assert_eq!(total, rust_decimal::Decimal::ONE, "{parts:?}");
+}
