@@ -309,7 +309,10 @@ impl AuditLog {
         Ok(events.remove(0))
     }
 
-    fn append_all_at(&self, records: Vec<(DateTime<Utc>, AuditRecord)>) -> Result<Vec<AuditEvent>> {
+    pub(crate) fn append_all_at(
+        &self,
+        records: Vec<(DateTime<Utc>, AuditRecord)>,
+    ) -> Result<Vec<AuditEvent>> {
         for (_, record) in &records {
             record.validate()?;
         }
@@ -381,21 +384,22 @@ impl AuditLog {
         }
     }
 
-    /// Appends `record`, stamped `at`, inside the caller's write transaction `tx`, if `tx`
-    /// belongs to `store` and this log lives there too; `None` (nothing written) otherwise, so
-    /// the caller appends separately.
+    /// Appends `records` (each with its timestamp) inside the caller's write transaction `tx`,
+    /// if `tx` belongs to `store` and this log lives there too; `None` (nothing written)
+    /// otherwise, so the caller appends separately.
     pub(crate) fn append_with(
         &self,
         store: &Store,
         tx: &rusqlite::Connection,
-        at: DateTime<Utc>,
-        record: AuditRecord,
-    ) -> Result<Option<AuditEvent>> {
+        records: Vec<(DateTime<Utc>, AuditRecord)>,
+    ) -> Result<Option<Vec<AuditEvent>>> {
         if !self.store.same_database(store) {
             return Ok(None);
         }
-        record.validate()?;
-        Ok(self.append_in(tx, vec![(at, record)])?.pop())
+        for (_, record) in &records {
+            record.validate()?;
+        }
+        Ok(Some(self.append_in(tx, records)?))
     }
 
     /// Records every event published on `bus` as an audit entry (action = the event's name,

@@ -734,6 +734,9 @@ impl FailoverStatus {
     }
 }
 
+// The signature's literal default (shown in Python's signature) is the core's default.
+const _: () = assert!(core::DEFAULT_PARALLELISM == 16);
+
 /// Per-tenant multi-region failover over a `StateManager`'s dependency graph.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct FailoverController {
@@ -757,10 +760,12 @@ fn tenant(id: &str) -> PyResult<TenantId> {
 impl FailoverController {
     /// Plans are kept in `store`, else in the state manager's database, else in memory.
     /// `dns` is an `InMemoryDns` or an `Rfc2136Dns`; `resources` promotes standbys (an
-    /// `InMemoryResources`, or any object with `promote(resource_id, region)`; in memory by
-    /// default); `billing` receives attributed usage (`record_usage`).
+    /// `InMemoryResources`, or any object with `promote(resource_id, region)`, called from
+    /// several threads at once; in memory by default); `billing` receives attributed usage
+    /// (`record_usage`); `parallelism` caps the promotions of one dependency wave running at
+    /// once.
     #[new]
-    #[pyo3(signature = (state, dns, audit = None, billing = None, clock = None, resources = None, store = None))]
+    #[pyo3(signature = (state, dns, audit = None, billing = None, clock = None, resources = None, store = None, parallelism = 16))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -771,7 +776,14 @@ impl FailoverController {
         clock: Option<&Bound<'_, PyAny>>,
         resources: Option<&Bound<'_, PyAny>>,
         store: Option<&Bound<'_, Store>>,
+        parallelism: usize,
     ) -> PyResult<Self> {
+        if !(1..=1024).contains(&parallelism) {
+            return Err(BindingError::value(format!(
+                "parallelism must be 1 to 1024 steps at once, got {parallelism}"
+            ))
+            .into());
+        }
         let dns: Arc<dyn core::DnsProvider> = if let Ok(d) = dns.cast::<InMemoryDns>() {
             d.get().inner.clone()
         } else if let Ok(d) = dns.cast::<Rfc2136Dns>() {
@@ -816,7 +828,8 @@ impl FailoverController {
             resources,
             dns,
             audit.map(|a| a.get().inner.clone()),
-        );
+        )
+        .with_parallelism(parallelism);
         let billing = billing.map(|b| b.get().inner.clone());
         let inner = detached(py, move || {
             core::FailoverController::new(store, clock, executor).map(|c| match billing {

@@ -996,3 +996,52 @@ class TestPythonResourceControllers:
         # None means the in-memory default.
         default = oc.FailoverController(world.state, world.dns, resources=None, clock=world.clock)
         assert default.failover("acme", "drill").status == "completed"
+
+
+class TestParallelPromotion:
+    """Promotions of one dependency wave run at once, up to the controller's parallelism."""
+
+    def test_a_wave_runs_concurrently_and_dependents_wait_for_it(self, tmp_path: Path) -> None:
+        import threading
+        import time
+
+        w = World(tmp_path / "oc.db")
+        for i in range(8):
+            w.state.register(oc.Resource(f"shard{i}", "acme", "database", PRIMARY, {}))
+        w.state.register(
+            oc.Resource("router", "acme", "app_server", PRIMARY, {}, depends_on=[f"shard{i}" for i in range(8)])
+        )
+
+        class Counting:
+            def __init__(self) -> None:
+                self.lock = threading.Lock()
+                self.running = self.most = 0
+                self.order: list[str] = []
+
+            def promote(self, resource_id: str, region: str) -> None:
+                with self.lock:
+                    self.running += 1
+                    self.most = max(self.most, self.running)
+                    self.order.append(resource_id)
+                time.sleep(0.02)
+                with self.lock:
+                    self.running -= 1
+
+        promoter = Counting()
+        controller = oc.FailoverController(
+            w.state, w.dns, audit=w.audit, clock=w.clock, resources=promoter, parallelism=4
+        )
+        controller.set_policy(policy())
+        report = controller.failover("acme", "drill")
+        assert report.status == "completed"
+        assert 2 <= promoter.most <= 4, promoter.most
+        position = {rid: i for i, rid in enumerate(promoter.order)}
+        assert all(position[f"shard{i}"] < position["router"] for i in range(8))
+        assert position["db"] < position["app"] < position["lb"]
+        assert sorted(s.resource_id for s in report.steps if s.action == "promote") == sorted(position)
+
+    @pytest.mark.parametrize("parallelism", [0, 1025])
+    def test_parallelism_out_of_range_is_refused(self, tmp_path: Path, parallelism: int) -> None:
+        w = World(tmp_path / "oc.db")
+        with pytest.raises(ValueError, match="parallelism"):
+            oc.FailoverController(w.state, w.dns, parallelism=parallelism)

@@ -20,7 +20,10 @@ mod schema;
 pub use attribution::{RegionSpan, attribute_usage, region_spans};
 pub use controller::{FailoverController, FailoverStatus, MAX_REASON_CHARS};
 pub use health::{Decision, HealthCheckResult, HealthHistory, Serving, ZoneEvidence, decide};
-pub use plan::{FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction, TransitionKind};
+pub use plan::{
+    DEFAULT_PARALLELISM, FailoverReport, PlanExecutor, PlanStatus, PlanStep, StepAction,
+    TransitionKind,
+};
 pub use policy::{DnsRecord, FailoverPolicy, MAX_FAILURE_THRESHOLD, MAX_TTL_S, RecordType};
 pub use probe::{
     HealthCheck, HealthProbe, MAX_PROBE_TIMEOUT, MIN_PROBE_TIMEOUT, ProbeOutcome, ProbeTarget,

@@ -7,6 +7,7 @@
 //! front), in the region it goes to; then it switches every DNS record of the policy. A step
 //! that fails is retried; if it still fails the plan stops in a reported state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -148,6 +149,58 @@ impl FailoverReport {
     }
 }
 
+/// How many steps of one wave run at once by default (Terraform's default parallelism is 10).
+pub const DEFAULT_PARALLELISM: usize = 16;
+
+/// What every step of one execution shares.
+struct StepContext<'a> {
+    policy: &'a FailoverPolicy,
+    kind: TransitionKind,
+    region: &'a str,
+    resources: &'a HashMap<String, Arc<Resource>>,
+}
+
+/// How one step went, as a worker reports it.
+struct StepOutcome {
+    position: u32,
+    attempts: u32,
+    result: std::result::Result<(), String>,
+    at: DateTime<Utc>,
+}
+
+/// The plan's steps grouped into waves that run one after the other: each promotion goes in
+/// the wave after the latest of its dependencies among the plan's promotions (so a wave's
+/// steps depend on none of each other), and the DNS switches form the last wave. Indexes into
+/// `steps`; waves and their steps in plan order.
+fn waves(steps: &[PlanStep], resources: &HashMap<String, Arc<Resource>>) -> Vec<Vec<usize>> {
+    let mut wave_of: HashMap<&str, usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    let mut dns = Vec::new();
+    // Steps are in topological order: a dependency's wave is known before its dependents'.
+    for (i, step) in steps.iter().enumerate() {
+        match step.action {
+            StepAction::Promote => {
+                let wave = resources.get(&step.target).map_or(0, |r| {
+                    r.depends_on
+                        .iter()
+                        .filter_map(|d| wave_of.get(d.as_str()))
+                        .map(|w| w + 1)
+                        .max()
+                        .unwrap_or(0)
+                });
+                wave_of.insert(&step.target, wave);
+                if waves.len() <= wave {
+                    waves.resize_with(wave + 1, Vec::new);
+                }
+                waves[wave].push(i);
+            }
+            StepAction::SwitchDns => dns.push(i),
+        }
+    }
+    waves.push(dns);
+    waves
+}
+
 /// Builds, persists and executes plans.
 pub struct PlanExecutor {
     store: Store,
@@ -157,6 +210,7 @@ pub struct PlanExecutor {
     dns: Arc<dyn DnsProvider>,
     audit: Option<AuditLog>,
     max_attempts: u32,
+    parallelism: usize,
 }
 
 impl std::fmt::Debug for PlanExecutor {
@@ -188,7 +242,14 @@ impl PlanExecutor {
             dns,
             audit,
             max_attempts: 3,
+            parallelism: DEFAULT_PARALLELISM,
         }
+    }
+
+    /// The same executor running up to `steps` steps of a wave at once (at least one).
+    pub fn with_parallelism(mut self, steps: usize) -> Self {
+        self.parallelism = steps.max(1);
+        self
     }
 
     /// The same executor trying each step up to `attempts` times (at least once).
@@ -239,7 +300,7 @@ impl PlanExecutor {
             graph.add(&r.id, deps)?;
         }
         let order = graph.topological_order()?;
-        let region_of: std::collections::HashMap<&str, &str> = moving
+        let region_of: HashMap<&str, &str> = moving
             .iter()
             .map(|r| (r.id.as_str(), r.region.as_str()))
             .collect();
@@ -290,7 +351,7 @@ impl PlanExecutor {
         });
         // The plan, its steps and the `failover.initiated` entry (the only record of the
         // trigger) commit together.
-        self.write_audited(initiated, |tx| {
+        self.write_audited(initiated.into_iter().collect(), |tx| {
             tx.execute(
                 "INSERT INTO failover_plans (id, tenant_id, kind, from_region, to_region, trigger,
                      initiated_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
@@ -327,8 +388,13 @@ impl PlanExecutor {
         Ok(report)
     }
 
-    /// Runs the plan's remaining steps in order, writing each completion before the next
-    /// starts. Returns the report: completed, or stopped at a step that failed every attempt.
+    /// Runs the plan's remaining steps: the promotions wave by wave in dependency order (the
+    /// steps of one wave depend on none of each other and run concurrently, up to the
+    /// executor's parallelism), then the DNS switches. Completions are written as they arrive
+    /// (those that arrive together share a commit) and always before any step that depends on
+    /// them starts; at most twice the parallelism of completed steps are unwritten at any
+    /// moment, which bounds what a crash makes the resumed plan repeat. Returns the report:
+    /// completed, or stopped after a wave in which a step failed every attempt.
     pub fn execute(&self, plan_id: &str, policy: &FailoverPolicy) -> Result<FailoverReport> {
         self.execute_with(plan_id, policy, |_, _| Ok(()))
     }
@@ -348,65 +414,28 @@ impl PlanExecutor {
         }
         let target_region = report.to_region.clone();
         // The tenant's resources, read once (not once per step).
-        let resources: std::collections::HashMap<String, Arc<Resource>> = self
+        let resources: HashMap<String, Arc<Resource>> = self
             .state
             .list(Some(&report.tenant_id), None)?
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        for i in 0..report.steps.len() {
-            if report.steps[i].done_at.is_some() {
+        let run = StepContext {
+            policy,
+            kind: report.kind,
+            region: &target_region,
+            resources: &resources,
+        };
+        for wave in waves(&report.steps, &resources) {
+            let pending: Vec<usize> = wave
+                .into_iter()
+                .filter(|&i| report.steps[i].done_at.is_none())
+                .collect();
+            if pending.is_empty() {
                 continue;
             }
-            let step = report.steps[i].clone();
-            let mut outcome = Err(String::new());
-            let mut attempts = step.attempts;
-            while attempts < step.attempts + self.max_attempts {
-                attempts += 1;
-                outcome = self.run_step(&step, policy, report.kind, &target_region, &resources);
-                if outcome.is_ok() {
-                    break;
-                }
-            }
-            let now = self.clock.now();
-            match outcome {
-                Ok(()) => {
-                    let entry =
-                        self.audit_record(&report, "failover.step", Some(&step.target), |_| {
-                            serde_json::json!({
-                                "action": step.action.as_str(),
-                                "position": step.position,
-                                "attempts": attempts,
-                            })
-                        });
-                    self.record_step(&report.id, step.position, attempts, now, entry)?;
-                    let s = &mut report.steps[i];
-                    (s.done_at, s.attempts, s.last_error) = (Some(now), attempts, None);
-                }
-                Err(message) => {
-                    let s = &mut report.steps[i];
-                    (s.attempts, s.last_error) = (attempts, Some(message.clone()));
-                    report.status = PlanStatus::Stopped;
-                    let stopped = self.audit_record(
-                        &report,
-                        "failover.stopped",
-                        Some(&step.target),
-                        |_| serde_json::json!({"error": message, "attempts": attempts}),
-                    );
-                    // The step's failure, the plan's stop and their audit entry commit together.
-                    self.write_audited(stopped, |tx| {
-                        self.update_step(
-                            tx,
-                            &report.id,
-                            step.position,
-                            attempts,
-                            None,
-                            Some(&message),
-                        )?;
-                        self.update_plan(tx, &report.id, PlanStatus::Stopped, None, None)
-                    })?;
-                    return Ok(report);
-                }
+            if let Some(failed) = self.run_wave(&mut report, &pending, &run)? {
+                return self.stop(report, failed);
             }
         }
         // Every step done: the state records where the moved resources run now (idempotent, so
@@ -435,37 +464,110 @@ impl PlanExecutor {
             })
         });
         // Completion, its audit entry and the caller's record of it commit together.
-        self.write_audited(completed, |tx| {
+        self.write_audited(completed.into_iter().collect(), |tx| {
             self.update_plan(tx, &report.id, PlanStatus::Completed, dns_at, Some(now))?;
             on_complete(tx, &report)
         })?;
         Ok(report)
     }
 
-    fn run_step(
+    /// Runs the `pending` steps of one wave on up to `parallelism` threads, each step retried
+    /// up to `max_attempts` times. The calling thread writes outcomes as they arrive, every
+    /// outcome that is waiting in one commit with its audit entries. Returns the position in
+    /// `report.steps` of the first step (in plan order) that failed every attempt, if any.
+    fn run_wave(
         &self,
-        step: &PlanStep,
-        policy: &FailoverPolicy,
-        kind: TransitionKind,
-        region: &str,
-        resources: &std::collections::HashMap<String, Arc<Resource>>,
-    ) -> std::result::Result<(), String> {
+        report: &mut FailoverReport,
+        pending: &[usize],
+        run: &StepContext<'_>,
+    ) -> Result<Option<usize>> {
+        let steps: Vec<PlanStep> = pending.iter().map(|&i| report.steps[i].clone()).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // A bounded queue: workers wait while outcomes pile up, so at most twice the
+        // parallelism of completed steps are ever unwritten (what a crash can make repeat).
+        let workers = self.parallelism.min(steps.len());
+        let (sender, outcomes) = std::sync::mpsc::sync_channel::<StepOutcome>(workers);
+        std::thread::scope(|scope| -> Result<Option<usize>> {
+            for _ in 0..workers {
+                let sender = sender.clone();
+                let (next, steps) = (&next, &steps);
+                scope.spawn(move || {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(step) = steps.get(k) else { break };
+                        let outcome = self.attempt(step, run);
+                        if sender.send(outcome).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut failed: Option<usize> = None;
+            let mut written: Result<()> = Ok(());
+            while let Ok(first) = outcomes.recv() {
+                let mut batch = vec![first];
+                batch.extend(outcomes.try_iter());
+                if written.is_ok() {
+                    written = self.record_outcomes(report, &batch);
+                }
+                for outcome in batch {
+                    let i = usize::try_from(outcome.position).unwrap_or(usize::MAX);
+                    let Some(step) = report.steps.get_mut(i) else {
+                        continue;
+                    };
+                    step.attempts = outcome.attempts;
+                    match outcome.result {
+                        Ok(()) => (step.done_at, step.last_error) = (Some(outcome.at), None),
+                        Err(message) => {
+                            step.last_error = Some(message);
+                            failed = Some(failed.map_or(i, |f| f.min(i)));
+                        }
+                    }
+                }
+            }
+            written.map(|()| failed)
+        })
+    }
+
+    /// Tries one step up to `max_attempts` times (counting attempts made before a crash).
+    fn attempt(&self, step: &PlanStep, run: &StepContext<'_>) -> StepOutcome {
+        let mut attempts = step.attempts;
+        let mut result = Err(String::new());
+        while attempts < step.attempts + self.max_attempts {
+            attempts += 1;
+            result = self.run_step(step, run);
+            if result.is_ok() {
+                break;
+            }
+        }
+        StepOutcome {
+            position: step.position,
+            attempts,
+            result,
+            at: self.clock.now(),
+        }
+    }
+
+    fn run_step(&self, step: &PlanStep, run: &StepContext<'_>) -> std::result::Result<(), String> {
         match step.action {
             StepAction::Promote => {
-                let resource = resources
+                let resource = run
+                    .resources
                     .get(&step.target)
                     .ok_or_else(|| format!("resource {} is no longer registered", step.target))?;
-                self.resources.promote(resource, region)
+                self.resources.promote(resource, run.region)
             }
             StepAction::SwitchDns => {
-                let record = policy
+                let record = run
+                    .policy
                     .dns_records
                     .iter()
                     .find(|r| r.name == step.target)
                     .ok_or_else(|| {
                         format!("the policy no longer has DNS record {}", step.target)
                     })?;
-                let value = match kind {
+                let value = match run.kind {
                     TransitionKind::Failover => &record.secondary_value,
                     TransitionKind::Failback => &record.primary_value,
                 };
@@ -474,18 +576,53 @@ impl PlanExecutor {
         }
     }
 
-    /// Writes a step's completion with its audit entry.
-    fn record_step(
-        &self,
-        plan: &str,
-        position: u32,
-        attempts: u32,
-        done_at: DateTime<Utc>,
-        entry: Option<AuditRecord>,
-    ) -> Result<()> {
-        self.write_audited(entry, |tx| {
-            self.update_step(tx, plan, position, attempts, Some(done_at), None)
+    /// Writes a batch of outcomes in one commit: each completed step with its
+    /// `failover.step` audit entry, each failed step's attempts and error.
+    fn record_outcomes(&self, report: &FailoverReport, batch: &[StepOutcome]) -> Result<()> {
+        let entries: Vec<AuditRecord> = batch
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .filter_map(|o| {
+                let step = report
+                    .steps
+                    .get(usize::try_from(o.position).unwrap_or(usize::MAX))?;
+                self.audit_record(report, "failover.step", Some(&step.target), |_| {
+                    serde_json::json!({
+                        "action": step.action.as_str(),
+                        "position": step.position,
+                        "attempts": o.attempts,
+                    })
+                })
+            })
+            .collect();
+        self.write_audited(entries, |tx| {
+            for o in batch {
+                let (done_at, error) = match &o.result {
+                    Ok(()) => (Some(o.at), None),
+                    Err(message) => (None, Some(message.as_str())),
+                };
+                self.update_step(tx, &report.id, o.position, o.attempts, done_at, error)?;
+            }
+            Ok(())
         })
+    }
+
+    /// Marks the plan stopped at step `failed` (which failed every attempt), with its
+    /// `failover.stopped` entry, in one commit.
+    fn stop(&self, mut report: FailoverReport, failed: usize) -> Result<FailoverReport> {
+        report.status = PlanStatus::Stopped;
+        let step = report.steps[failed].clone();
+        let error = step.last_error.clone().unwrap_or_default();
+        let stopped = self.audit_record(
+            &report,
+            "failover.stopped",
+            Some(&step.target),
+            |_| serde_json::json!({"error": error, "attempts": step.attempts}),
+        );
+        self.write_audited(stopped.into_iter().collect(), |tx| {
+            self.update_plan(tx, &report.id, PlanStatus::Stopped, None, None)
+        })?;
+        Ok(report)
     }
 
     fn update_step(
@@ -536,30 +673,33 @@ impl PlanExecutor {
         Ok(())
     }
 
-    /// Runs `body` in one write transaction with `entry` appended to the audit trail in the
+    /// Runs `body` in one write transaction with `entries` appended to the audit trail in the
     /// same transaction when the trail lives in the plan's store (else right after the
     /// commit: a trail in another database cannot share the transaction).
     fn write_audited<T>(
         &self,
-        entry: Option<AuditRecord>,
+        entries: Vec<AuditRecord>,
         body: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         let now = self.clock.now();
-        let (value, left) = self.store.write(|tx| -> Result<(T, Option<AuditRecord>)> {
+        let (value, left) = self.store.write(|tx| -> Result<(T, Vec<AuditRecord>)> {
             let value = body(tx)?;
-            let left = match (&self.audit, entry) {
-                (Some(audit), Some(record)) => {
-                    match audit.append_with(&self.store, tx, now, record.clone())? {
-                        Some(_) => None,
-                        None => Some(record),
+            let left = match &self.audit {
+                Some(audit) if !entries.is_empty() => {
+                    let stamped = entries.iter().map(|r| (now, r.clone())).collect();
+                    match audit.append_with(&self.store, tx, stamped)? {
+                        Some(_) => Vec::new(),
+                        None => entries,
                     }
                 }
-                _ => None,
+                _ => Vec::new(),
             };
             Ok((value, left))
         })?;
-        if let (Some(audit), Some(record)) = (&self.audit, left) {
-            audit.append_at(now, record)?;
+        if let Some(audit) = &self.audit
+            && !left.is_empty()
+        {
+            audit.append_all_at(left.into_iter().map(|r| (now, r)).collect())?;
         }
         Ok(value)
     }

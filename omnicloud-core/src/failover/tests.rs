@@ -680,3 +680,106 @@ fn a_failover_and_failback_in_one_instant_leave_the_resource_home() {
     let total: rust_decimal::Decimal = parts.iter().map(|p| p.quantity).sum();
     assert_eq!(total, rust_decimal::Decimal::ONE, "{parts:?}");
 }
+
+/// Promotes in memory, sleeping a little and recording how many promotions ran at once.
+#[derive(Default)]
+struct ConcurrentResources {
+    inner: InMemoryResources,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl ResourceController for ConcurrentResources {
+    fn promote(&self, resource: &Resource, region: &str) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let result = self.inner.promote(resource, region);
+        self.running.fetch_sub(1, SeqCst);
+        result
+    }
+}
+
+#[test]
+fn a_wave_runs_concurrently_within_the_parallelism_and_waves_follow_dependencies() {
+    let w = world();
+    // 12 more databases and an app server needing all of them.
+    let dbs: Vec<String> = (0..12).map(|i| format!("db{i:02}")).collect();
+    for id in &dbs {
+        let r = Resource::new(id, tenant(), "database", "eu-west-1", json!({})).expect("r");
+        w.state.register(r).expect("register");
+    }
+    let wide = Resource::new("wide", tenant(), "app_server", "eu-west-1", json!({}))
+        .expect("r")
+        .with_dependencies(dbs.clone())
+        .expect("deps");
+    w.state.register(wide).expect("register");
+    let resources = Arc::new(ConcurrentResources::default());
+    let ex = executor(&w, resources.clone()).with_parallelism(4);
+    let plan = ex
+        .plan(&w.policy, TransitionKind::Failover, json!({}))
+        .expect("plan");
+    let report = ex.execute(&plan.id, &w.policy).expect("execute");
+    assert_eq!(report.status, PlanStatus::Completed);
+    let most = resources.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} promotions at once");
+    let calls = resources.inner.calls();
+    let at = |id: &str| calls.iter().position(|c| c == id).expect("called");
+    assert!(dbs.iter().all(|d| at(d) < at("wide")));
+    assert!(at("db") < at("app") && at("app") < at("lb"));
+    // Every completion was written, each with its audit entry.
+    let steps = w
+        .audit
+        .query(&AuditQuery::default())
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.action == "failover.step")
+        .count();
+    assert_eq!(steps, report.steps.len());
+    assert_eq!(ex.load(&plan.id).expect("load"), report);
+}
+
+#[test]
+fn a_step_failing_in_a_wave_lets_the_others_finish_then_stops_the_plan() {
+    let w = world();
+    for i in 0..6 {
+        let r = Resource::new(
+            format!("db{i}"),
+            tenant(),
+            "database",
+            "eu-west-1",
+            json!({}),
+        )
+        .expect("r");
+        w.state.register(r).expect("register");
+    }
+    let resources = Arc::new(InMemoryResources::new());
+    resources.fail_next("db3", 10);
+    let ex = executor(&w, resources.clone()).with_parallelism(3);
+    let plan = ex
+        .plan(&w.policy, TransitionKind::Failover, json!({}))
+        .expect("plan");
+    let report = ex.execute(&plan.id, &w.policy).expect("execute");
+    assert_eq!(report.status, PlanStatus::Stopped);
+    let promoted = resources.promoted();
+    // The first wave (every database) ran: all but db3 promoted; nothing after it.
+    for id in ["db", "db0", "db1", "db2", "db4", "db5"] {
+        assert!(promoted.contains_key(id), "{id}");
+    }
+    assert!(!promoted.contains_key("db3") && !promoted.contains_key("app"));
+    let failed = report
+        .steps
+        .iter()
+        .find(|s| s.target == "db3")
+        .expect("db3");
+    assert_eq!((failed.attempts, failed.done_at), (3, None));
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("db3")
+    );
+    assert_eq!(ex.load(&plan.id).expect("load"), report);
+}
