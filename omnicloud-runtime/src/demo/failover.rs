@@ -67,7 +67,10 @@ pub(super) fn run<W: Write>(
         promotion,
         dns.clone(),
         Some(audit.clone()),
-    );
+    )
+    // One promotion at a time: the simulated clock, advanced by each, keeps the timeline
+    // deterministic.
+    .with_parallelism(1);
     let rates = Arc::new(ExchangeRates::persistent(store.clone())?);
     let billing = Arc::new(BillingService::new(store.clone(), clock.clone(), rates));
     let controller = FailoverController::new(store.clone(), clock.clone(), executor)?
@@ -239,13 +242,19 @@ fn bill_the_outage<W: Write>(
             written.len()
         ),
     )?;
-    let day = report.initiated_at.date_naive();
+    // The days the hour touches (it may straddle midnight).
+    let (first, last) = (start.date_naive(), end.date_naive());
     let period = Period::new(
-        day.and_time(chrono::NaiveTime::MIN).and_utc(),
-        (day + chrono::Days::new(1))
+        first.and_time(chrono::NaiveTime::MIN).and_utc(),
+        (last + chrono::Days::new(1))
             .and_time(chrono::NaiveTime::MIN)
             .and_utc(),
     )?;
+    let days = if first == last {
+        first.to_string()
+    } else {
+        format!("{first} and {last}")
+    };
     let invoice = billing.preview_invoice(&acme, period)?;
     let mut billed = Decimal::ZERO;
     for line in &invoice.lines {
@@ -264,7 +273,7 @@ fn bill_the_outage<W: Write>(
     t.line(
         "billing",
         format!(
-            "acme's invoice for {day} (preview): {} — 3 × 3600 s plus {overlap:.0} s of overlap billed in both regions",
+            "acme's invoice for {days} (preview): {} — 3 × 3600 s plus {overlap:.0} s of overlap billed in both regions",
             invoice.total
         ),
     )?;
