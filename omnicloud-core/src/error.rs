@@ -48,6 +48,12 @@ pub enum Error {
     /// Failover: policies, health, plans.
     #[error(transparent)]
     Failover(#[from] FailoverError),
+    /// Webhooks: endpoints, templates, signatures, deliveries.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    /// Deployments: unknown deployments, transitions the lifecycle does not allow.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
 }
 
 /// A shorthand for results whose error is a core [`Error`].
@@ -603,4 +609,73 @@ fn reasons_text(reasons: &std::collections::BTreeMap<String, usize>) -> String {
         .map(|(r, n)| format!("{n} {r}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Webhooks: endpoints, payload templates, signing secrets, deliveries.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// A payload template does not compile (checked at registration).
+    #[error("invalid template{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    InvalidTemplate {
+        /// The 1-based line of the error, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A template failed while rendering: an undefined variable (strict), its fuel used up, or
+    /// output that is not the JSON the endpoint expects.
+    #[error("template rendering failed{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Render {
+        /// The 1-based line of the error, when known.
+        line: Option<usize>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A signing secret is malformed (not `whsec_` + base64 of 24 to 64 bytes).
+    #[error("invalid webhook secret: {reason}")]
+    InvalidSecret {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The operating system's random source failed while generating a signing secret.
+    #[error("cannot generate a webhook secret: the system random source failed: {reason}")]
+    RandomUnavailable {
+        /// The operating system's error, in words.
+        reason: String,
+    },
+    /// A retry policy is unusable (no delays, a delay over 24 h, attempts outside 1 to 20).
+    #[error("invalid retry policy: {reason}")]
+    InvalidRetryPolicy {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rate limit is unusable (outside 1 to 100,000 deliveries per minute).
+    #[error("invalid rate limit: {reason}")]
+    InvalidRateLimit {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Deployments: unknown ids and transitions the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// No deployment has this id.
+    #[error("unknown deployment {deployment_id:?}")]
+    UnknownDeployment {
+        /// The id asked for.
+        deployment_id: String,
+    },
+    /// The lifecycle does not allow this move from the deployment's current state.
+    #[error("deployment {deployment_id:?} cannot move from {from} to {to}")]
+    InvalidTransition {
+        /// The deployment.
+        deployment_id: String,
+        /// Where it is.
+        from: crate::deploy::DeploymentState,
+        /// Where it was asked to go.
+        to: crate::deploy::DeploymentState,
+    },
 }

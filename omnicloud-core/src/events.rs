@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::deploy::{Deployment, DeploymentState};
 use crate::error::{Result, ValidationError};
 use crate::ids::{IdKind, TenantId, generate_id, validate_id};
 use crate::state::{Resource, Transition};
@@ -57,6 +58,29 @@ pub enum Event {
         /// How many resources it held.
         resource_count: u64,
     },
+    /// A deployment was queued or moved to another state.
+    DeploymentStateChanged {
+        /// The deployment after the change.
+        deployment: Deployment,
+        /// Where it was (`None`: it was just queued).
+        old_state: Option<DeploymentState>,
+    },
+    /// A health check of a deployment failed.
+    DeploymentHealthCheckFailed {
+        /// The deployment.
+        deployment: Deployment,
+        /// The check's name.
+        check: String,
+        /// What it saw.
+        detail: String,
+    },
+    /// A rollback of a deployment is starting.
+    DeploymentRollbackInitiated {
+        /// The deployment before the rollback.
+        deployment: Deployment,
+        /// Why.
+        reason: String,
+    },
     /// An application-defined event (for example from a Python service), with a dotted kind
     /// name such as `app.release_approved`.
     Custom {
@@ -85,18 +109,27 @@ pub enum EventKind {
     ResourceRemoved,
     /// [`Event::StateRestored`].
     StateRestored,
+    /// [`Event::DeploymentStateChanged`].
+    DeploymentStateChanged,
+    /// [`Event::DeploymentHealthCheckFailed`].
+    DeploymentHealthCheckFailed,
+    /// [`Event::DeploymentRollbackInitiated`].
+    DeploymentRollbackInitiated,
     /// [`Event::Custom`], whatever its kind name.
     Custom,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::TenantCreated,
         EventKind::ResourceRegistered,
         EventKind::ResourceStateChanged,
         EventKind::ResourceRemoved,
         EventKind::StateRestored,
+        EventKind::DeploymentStateChanged,
+        EventKind::DeploymentHealthCheckFailed,
+        EventKind::DeploymentRollbackInitiated,
         EventKind::Custom,
     ];
 
@@ -108,6 +141,9 @@ impl EventKind {
             EventKind::ResourceStateChanged => "resource.state_changed",
             EventKind::ResourceRemoved => "resource.removed",
             EventKind::StateRestored => "state.restored",
+            EventKind::DeploymentStateChanged => "deployment.state_change",
+            EventKind::DeploymentHealthCheckFailed => "deployment.health_check_failed",
+            EventKind::DeploymentRollbackInitiated => "deployment.rollback_initiated",
             EventKind::Custom => "custom",
         }
     }
@@ -129,7 +165,9 @@ impl FromStr for EventKind {
                 field: "event kind",
                 value: s.to_owned(),
                 reason: "is not a known event kind (tenant.created, resource.registered, \
-                         resource.state_changed, resource.removed, state.restored, custom)",
+                         resource.state_changed, resource.removed, state.restored, \
+                         deployment.state_change, deployment.health_check_failed, \
+                         deployment.rollback_initiated, custom)",
             })
     }
 }
@@ -210,6 +248,9 @@ impl Event {
             Event::ResourceStateChanged { .. } => EventKind::ResourceStateChanged,
             Event::ResourceRemoved { .. } => EventKind::ResourceRemoved,
             Event::StateRestored { .. } => EventKind::StateRestored,
+            Event::DeploymentStateChanged { .. } => EventKind::DeploymentStateChanged,
+            Event::DeploymentHealthCheckFailed { .. } => EventKind::DeploymentHealthCheckFailed,
+            Event::DeploymentRollbackInitiated { .. } => EventKind::DeploymentRollbackInitiated,
             Event::Custom { .. } => EventKind::Custom,
         }
     }
@@ -230,6 +271,9 @@ impl Event {
             | Event::ResourceStateChanged { resource, .. }
             | Event::ResourceRemoved { resource } => Some(&resource.tenant_id),
             Event::StateRestored { .. } => None,
+            Event::DeploymentStateChanged { deployment, .. }
+            | Event::DeploymentHealthCheckFailed { deployment, .. }
+            | Event::DeploymentRollbackInitiated { deployment, .. } => Some(&deployment.tenant_id),
             Event::Custom { tenant_id, .. } => tenant_id.as_ref(),
         }
     }
@@ -242,6 +286,9 @@ impl Event {
             | Event::ResourceStateChanged { resource, .. }
             | Event::ResourceRemoved { resource } => Some(resource.id.as_str()),
             Event::StateRestored { snapshot_id, .. } => Some(snapshot_id.as_str()),
+            Event::DeploymentStateChanged { deployment, .. }
+            | Event::DeploymentHealthCheckFailed { deployment, .. }
+            | Event::DeploymentRollbackInitiated { deployment, .. } => Some(deployment.id.as_str()),
             Event::Custom { subject, .. } => subject.as_deref(),
         }
     }
@@ -282,9 +329,48 @@ impl Event {
                 "snapshot_id": snapshot_id,
                 "resource_count": resource_count,
             }),
+            Event::DeploymentStateChanged {
+                deployment,
+                old_state,
+            } => {
+                let mut data = deployment_data(deployment);
+                data["old_state"] = serde_json::json!(old_state);
+                data["new_state"] = serde_json::json!(deployment.state);
+                data
+            }
+            Event::DeploymentHealthCheckFailed {
+                deployment,
+                check,
+                detail,
+            } => {
+                let mut data = deployment_data(deployment);
+                data["check"] = serde_json::json!(check);
+                data["detail"] = serde_json::json!(detail);
+                data
+            }
+            Event::DeploymentRollbackInitiated { deployment, reason } => {
+                let mut data = deployment_data(deployment);
+                data["reason"] = serde_json::json!(reason);
+                data
+            }
             Event::Custom { data, .. } => data.clone(),
         }
     }
+}
+
+/// What every deployment event carries: the deployment's identity, state and timing
+/// (`duration_seconds` up to its end, or up to its last change while it runs).
+fn deployment_data(d: &Deployment) -> Value {
+    serde_json::json!({
+        "deployment_id": d.id,
+        "tenant_id": d.tenant_id,
+        "service_name": d.service_name,
+        "state": d.state,
+        "created_at": d.created_at,
+        "started_at": d.started_at,
+        "finished_at": d.finished_at,
+        "duration_seconds": d.duration_seconds(d.updated_at),
+    })
 }
 
 /// An event as delivered: with its id and the time it was published.

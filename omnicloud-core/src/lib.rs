@@ -32,6 +32,7 @@
 pub mod audit;
 pub mod billing;
 pub mod clock;
+pub mod deploy;
 pub mod error;
 pub mod events;
 pub mod failover;
@@ -40,5 +41,6 @@ pub mod scheduling;
 pub mod state;
 pub mod store;
 pub mod tenancy;
+pub mod webhook;
 
 pub use error::{Error, Result};

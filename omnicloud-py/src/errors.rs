@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, BillingError, Error as CoreError, FailoverError, MoneyError, SchedulingError,
-    SnapshotError, StateError, StoreError, TenancyError, ValidationError,
+    AuditError, BillingError, DeployError, Error as CoreError, FailoverError, MoneyError,
+    SchedulingError, SnapshotError, StateError, StoreError, TenancyError, ValidationError,
+    WebhookError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -188,6 +189,8 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
         },
         CoreError::Billing(e) => classify_billing(e),
         CoreError::Failover(e) => classify_failover(e),
+        CoreError::Deploy(e) => classify_deploy(e),
+        CoreError::Webhook(e) => classify_webhook(e),
         CoreError::State(e) => classify_state(e),
         CoreError::Scheduling(e) => classify_scheduling(e),
         CoreError::Snapshot(e) => classify_snapshot(e),
@@ -250,6 +253,44 @@ fn classify_billing(err: &BillingError) -> (&'static str, Vec<(&'static str, Fie
             vec![("processed", Number(Some(*processed)))],
         ),
         _ => ("BillingError", vec![]),
+    }
+}
+
+fn classify_webhook(err: &WebhookError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::{Number, Text};
+    let line = |l: &Option<usize>| ("line", Number(l.and_then(|l| u64::try_from(l).ok())));
+    match err {
+        WebhookError::InvalidTemplate { line: l, .. } | WebhookError::Render { line: l, .. } => {
+            ("TemplateError", vec![line(l)])
+        }
+        WebhookError::InvalidSecret { .. } => (
+            "ValidationError",
+            vec![("field", Text("webhook secret".into()))],
+        ),
+        _ => ("ValidationError", vec![]),
+    }
+}
+
+fn classify_deploy(err: &DeployError) -> (&'static str, Vec<(&'static str, Field)>) {
+    use Field::Text;
+    match err {
+        DeployError::UnknownDeployment { deployment_id } => (
+            "UnknownDeploymentError",
+            vec![("deployment_id", Text(deployment_id.clone()))],
+        ),
+        DeployError::InvalidTransition {
+            deployment_id,
+            from,
+            to,
+        } => (
+            "DeploymentTransitionError",
+            vec![
+                ("deployment_id", Text(deployment_id.clone())),
+                ("from_state", Text(from.as_str().to_owned())),
+                ("to_state", Text(to.as_str().to_owned())),
+            ],
+        ),
+        _ => ("OmniCloudError", vec![]),
     }
 }
 

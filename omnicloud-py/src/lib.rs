@@ -12,6 +12,7 @@ mod audit;
 mod billing;
 mod clock;
 mod convert;
+mod deploy;
 mod drift;
 mod errors;
 mod events;
@@ -23,6 +24,7 @@ mod snapshot;
 mod state;
 mod store;
 mod tenancy;
+mod webhook;
 
 use pyo3::prelude::*;
 
@@ -49,6 +51,8 @@ mod _omnicloud {
     #[pymodule_export]
     use super::clock::{ManualClock, SystemClock};
     #[pymodule_export]
+    use super::deploy::{Deployment, DeploymentService};
+    #[pymodule_export]
     use super::drift::{
         DriftChange, DriftDetector, DriftReport, ExactMatch, SemanticEquality, ThresholdBased,
     };
@@ -73,6 +77,8 @@ mod _omnicloud {
     use super::store::Store;
     #[pymodule_export]
     use super::tenancy::{Tenant, TenantRegistry};
+    #[pymodule_export]
+    use super::webhook::Template;
 
     use pyo3::prelude::*;
 

@@ -15,6 +15,8 @@ from omnicloud._omnicloud import (
     BillingService,
     Currency,
     DependencyResolver,
+    Deployment,
+    DeploymentService,
     DnsRecord,
     DriftChange,
     DriftDetector,
@@ -57,6 +59,7 @@ from omnicloud._omnicloud import (
     StateManager,
     Store,
     SystemClock,
+    Template,
     Tenant,
     TenantRegistry,
     ThresholdBased,
@@ -66,7 +69,14 @@ from omnicloud._omnicloud import (
     migrate_billing_currency,
 )
 from omnicloud.scheduling import NaiveScheduler
-from omnicloud.enums import AuditProblem, ChangeKind, EventKind, ResourceState, RoundingStrategy
+from omnicloud.enums import (
+    AuditProblem,
+    ChangeKind,
+    DeploymentState,
+    EventKind,
+    ResourceState,
+    RoundingStrategy,
+)
 from omnicloud.exceptions import (
     ArgumentTypeError,
     AuditError,
@@ -101,6 +111,9 @@ from omnicloud.exceptions import (
     UnknownDependencyError,
     UnknownInvoiceError,
     UnknownNodeError,
+    TemplateError,
+    UnknownDeploymentError,
+    DeploymentTransitionError,
     UnknownResourceError,
     UnknownSnapshotError,
     UnknownTenantError,
@@ -123,6 +136,7 @@ __all__ = [
     "Event",
     "EventKind",
     # tenancy and money
+    "Template",
     "Tenant",
     "TenantRegistry",
     "Currency",
@@ -150,12 +164,15 @@ __all__ = [
     "ProbeResult",
     "Rfc2136Dns",
     "HealthCheckResult",
+    "Deployment",
+    "DeploymentService",
     "DnsRecord",
     "HealthCheck",
     "InMemoryDns",
     "InMemoryResources",
     # state
     "ResourceState",
+    "DeploymentState",
     "Resource",
     "Transition",
     "StateMachine",
@@ -203,6 +220,9 @@ __all__ = [
     "NoFailoverPolicyError",
     "FailoverConflictError",
     "InvalidTransitionError",
+    "TemplateError",
+    "UnknownDeploymentError",
+    "DeploymentTransitionError",
     "UnknownResourceError",
     "DuplicateResourceError",
     "DependencyCycleError",

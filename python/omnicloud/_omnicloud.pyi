@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeAlias, final
 
 from typing_extensions import Self, disjoint_base
 
-from omnicloud.enums import AuditProblem, ChangeKind, ResourceState
+from omnicloud.enums import AuditProblem, ChangeKind, DeploymentState, ResourceState
 
 __version__: str
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Money",
     "Store",
     "SystemClock",
+    "Template",
     "Tenant",
     "TenantRegistry",
     "__version__",
@@ -60,6 +61,8 @@ __all__ = [
     "PoolAllocation",
     "PoolShare",
     "migrate_billing_currency",
+    "Deployment",
+    "DeploymentService",
     "DnsRecord",
     "FailoverController",
     "FailoverPolicy",
@@ -538,6 +541,56 @@ class InMemoryDns:
     def lookup(self, name: str, rtype: str = "A") -> tuple[str, int] | None: ...
 
 @final
+class Deployment:
+    """One deployment of a tenant's service (a snapshot; DeploymentService.get reads it again)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def service_name(self) -> str: ...
+    @property
+    def state(self) -> DeploymentState: ...
+    @property
+    def created_at(self) -> datetime.datetime: ...
+    @property
+    def started_at(self) -> datetime.datetime | None: ...
+    @property
+    def finished_at(self) -> datetime.datetime | None: ...
+    @property
+    def updated_at(self) -> datetime.datetime: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def duration_seconds(self) -> float: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class DeploymentService:
+    """Deployments of tenants' services, every change announced on the event bus."""
+
+    def __new__(
+        cls, store: Store | None = None, clock: _Clock | None = None, bus: EventBus | None = None
+    ) -> DeploymentService: ...
+    def create(self, tenant_id: str, service_name: str) -> Deployment: ...
+    def start(self, deployment_id: str) -> Deployment: ...
+    def complete(self, deployment_id: str) -> Deployment: ...
+    def fail(self, deployment_id: str, reason: str) -> Deployment: ...
+    def rollback(self, deployment_id: str, reason: str) -> Deployment: ...
+    def report_health_check_failed(self, deployment_id: str, check: str, detail: str) -> None: ...
+    def get(self, deployment_id: str) -> Deployment: ...
+    def list(
+        self, tenant_id: str, state: DeploymentState | str | None = None, limit: int = 100
+    ) -> builtins.list[Deployment]: ...
+    def history(
+        self, deployment_id: str
+    ) -> builtins.list[
+        tuple[DeploymentState | None, DeploymentState, datetime.datetime, str | None]
+    ]: ...
+
+@final
 class Rfc2136Dns:
     """A real DNS provider: TSIG-signed RFC 2136 updates to the zone's primary server."""
 
@@ -713,6 +766,16 @@ class FailoverController:
     def release_hold(self, tenant_id: str) -> FailoverStatus: ...
     def status(self, tenant_id: str) -> FailoverStatus: ...
     def reports(self, tenant_id: str) -> list[FailoverReport]: ...
+
+@final
+class Template:
+    """A compiled webhook payload template (Jinja2-style): strict undefined, fuel-limited."""
+
+    def __new__(cls, source: str) -> Template: ...
+    def render(self, context: dict[str, Any]) -> str: ...
+    def render_json(self, context: dict[str, Any]) -> Any: ...
+    @property
+    def source(self) -> str: ...
 
 @final
 class Tenant:

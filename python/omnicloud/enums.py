@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["RoundingStrategy", "AuditProblem", "EventKind", "ResourceState", "ChangeKind"]
+__all__ = ["RoundingStrategy", "AuditProblem", "EventKind", "ResourceState", "ChangeKind", "DeploymentState"]
 
 
 class RoundingStrategy(str, enum.Enum):
@@ -70,6 +70,12 @@ class EventKind(str, enum.Enum):
     """A resource was removed from a StateManager."""
     STATE_RESTORED = "state.restored"
     """A StateManager's state was replaced from a snapshot."""
+    DEPLOYMENT_STATE_CHANGE = "deployment.state_change"
+    """A deployment was queued or moved to another state."""
+    DEPLOYMENT_HEALTH_CHECK_FAILED = "deployment.health_check_failed"
+    """A health check of a deployment failed."""
+    DEPLOYMENT_ROLLBACK_INITIATED = "deployment.rollback_initiated"
+    """A rollback of a deployment is starting."""
     CUSTOM = "custom"
     """An application-defined event published with ``EventBus.publish``."""
 
@@ -112,6 +118,25 @@ class ChangeKind(str, enum.Enum):
     """Present in the desired configuration only."""
     CHANGED = "changed"
     """Present in both with different values."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeploymentState(str, enum.Enum):
+    """Where a deployment stands: queued -> in_progress -> completed | failed, and rolled_back
+    from in_progress, completed or failed (terminal)."""
+
+    QUEUED = "queued"
+    """Accepted, waiting to start."""
+    IN_PROGRESS = "in_progress"
+    """Rolling out."""
+    COMPLETED = "completed"
+    """Rolled out; it can still be rolled back."""
+    FAILED = "failed"
+    """The rollout failed; it can be rolled back."""
+    ROLLED_BACK = "rolled_back"
+    """Undone. Terminal."""
 
     def __str__(self) -> str:
         return self.value

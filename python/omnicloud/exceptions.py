@@ -37,6 +37,9 @@ __all__ = [
     "NoFailoverPolicyError",
     "FailoverConflictError",
     "InvalidTransitionError",
+    "TemplateError",
+    "UnknownDeploymentError",
+    "DeploymentTransitionError",
     "UnknownResourceError",
     "DuplicateResourceError",
     "DependencyCycleError",
@@ -208,6 +211,28 @@ class InvalidTransitionError(OmniCloudError, ValueError):
     """The lifecycle does not allow ``from_state -> to_state`` for ``resource_id``."""
 
     resource_id: str
+    from_state: str
+    to_state: str
+
+
+class TemplateError(OmniCloudError, ValueError):
+    """A payload template does not compile, or failed while rendering (an undefined variable,
+    its fuel used up, output that is not JSON). ``line`` is the 1-based line, when known."""
+
+    line: int | None
+
+
+class UnknownDeploymentError(OmniCloudError, LookupError):
+    """No deployment has this id (``deployment_id``)."""
+
+    deployment_id: str
+
+
+class DeploymentTransitionError(OmniCloudError, ValueError):
+    """The deployment lifecycle does not allow ``from_state -> to_state`` for
+    ``deployment_id``."""
+
+    deployment_id: str
     from_state: str
     to_state: str
 

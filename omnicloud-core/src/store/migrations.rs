@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "failover: the region each promoted resource ran in",
         sql: crate::failover::STEP_SOURCE_REGION,
     },
+    Migration {
+        version: 8,
+        name: "deployments: deployments and their transitions",
+        sql: crate::deploy::SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").

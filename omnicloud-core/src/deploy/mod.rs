@@ -1,0 +1,20 @@
+//! Deployments (spec Task 4): a service's rollout through queued, in progress, completed,
+//! failed and rolled back, with validated transitions and timing, kept in the store and
+//! announced on the event bus (`deployment.state_change`, `deployment.health_check_failed`,
+//! `deployment.rollback_initiated`).
+//!
+//! This folder owns the lifecycle and its events. It never delivers anything: webhook
+//! subscribers turn the events into durable deliveries, so a transition never waits on a
+//! recipient.
+
+mod model;
+mod schema;
+mod service;
+
+pub use model::{Deployment, DeploymentState, DeploymentTransition, MAX_SERVICE_NAME_CHARS};
+pub use service::DeploymentService;
+
+pub(crate) use schema::SCHEMA;
+
+#[cfg(test)]
+mod tests;

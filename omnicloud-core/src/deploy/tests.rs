@@ -1,0 +1,214 @@
+//! Deployments against a real SQLite store, with a bus recording what was announced.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::clock::{ManualClock, SharedClock};
+use crate::error::{DeployError, Error};
+use crate::events::{EventBus, EventKind};
+use crate::ids::TenantId;
+use crate::store::Store;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .expect("t")
+        .with_timezone(&Utc)
+}
+
+struct World {
+    clock: Arc<ManualClock>,
+    service: DeploymentService,
+    seen: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+fn world() -> World {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let shared: SharedClock = clock.clone();
+    let bus = EventBus::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    bus.subscribe(None, move |envelope| {
+        sink.lock()
+            .expect("lock")
+            .push((envelope.event.name().to_owned(), envelope.event.data()));
+        Ok(())
+    });
+    World {
+        clock,
+        service: DeploymentService::new(Store::memory().expect("store"), shared, Some(bus)),
+        seen,
+    }
+}
+
+fn acme() -> TenantId {
+    TenantId::new("acme").expect("tenant")
+}
+
+#[test]
+fn a_rollout_moves_through_its_states_with_timing_and_events() {
+    let w = world();
+    let d = w.service.create(&acme(), "checkout").expect("create");
+    assert_eq!(d.state, DeploymentState::Queued);
+    w.clock.advance(5.0).expect("advance");
+    let started = w.service.start(&d.id).expect("start");
+    assert_eq!(started.started_at, Some(w.clock_now()));
+    w.clock.advance(90.0).expect("advance");
+    let done = w.service.complete(&d.id).expect("complete");
+    assert_eq!(done.state, DeploymentState::Completed);
+    assert_eq!(done.duration_seconds(t0()), 90.0);
+    assert_eq!(w.service.get(&d.id).expect("get"), done);
+    let seen = w.seen.lock().expect("lock").clone();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["deployment.state_change"; 3]);
+    let last = &seen[2].1;
+    assert_eq!(last["old_state"], "in_progress");
+    assert_eq!(last["new_state"], "completed");
+    assert_eq!(last["duration_seconds"], 90.0);
+    assert_eq!(last["service_name"], "checkout");
+    assert_eq!(seen[0].1["old_state"], serde_json::Value::Null);
+    let history = w.service.history(&d.id).expect("history");
+    let moves: Vec<_> = history.iter().map(|h| (h.from, h.to)).collect();
+    assert_eq!(
+        moves,
+        [
+            (None, DeploymentState::Queued),
+            (Some(DeploymentState::Queued), DeploymentState::InProgress),
+            (
+                Some(DeploymentState::InProgress),
+                DeploymentState::Completed
+            ),
+        ]
+    );
+}
+
+impl World {
+    fn clock_now(&self) -> DateTime<Utc> {
+        crate::clock::Clock::now(&*self.clock)
+    }
+}
+
+#[test]
+fn failures_rollbacks_and_health_checks_are_announced() {
+    let w = world();
+    let d = w.service.create(&acme(), "checkout").expect("create");
+    w.service.start(&d.id).expect("start");
+    w.service
+        .report_health_check_failed(&d.id, "http /health", "503 for 30 s")
+        .expect("health");
+    let failed = w
+        .service
+        .fail(&d.id, "health checks failing")
+        .expect("fail");
+    assert_eq!(failed.reason.as_deref(), Some("health checks failing"));
+    let back = w.service.rollback(&d.id, "automatic").expect("rollback");
+    assert_eq!(back.state, DeploymentState::RolledBack);
+    assert!(back.state.is_terminal());
+    let names: Vec<String> = w
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "deployment.state_change",
+            "deployment.state_change",
+            "deployment.health_check_failed",
+            "deployment.state_change",
+            "deployment.rollback_initiated",
+            "deployment.state_change",
+        ]
+    );
+    assert!("deployment.rollback_initiated".parse::<EventKind>().is_ok());
+}
+
+#[test]
+fn the_lifecycle_refuses_what_it_does_not_allow_and_changes_nothing() {
+    let w = world();
+    let d = w.service.create(&acme(), "checkout").expect("create");
+    for (what, result) in [
+        ("complete a queued deployment", w.service.complete(&d.id)),
+        (
+            "roll back a queued deployment",
+            w.service.rollback(&d.id, "why"),
+        ),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(Error::Deploy(DeployError::InvalidTransition {
+                    from: DeploymentState::Queued,
+                    ..
+                }))
+            ),
+            "{what}: {result:?}"
+        );
+    }
+    assert_eq!(
+        w.service.get(&d.id).expect("get").state,
+        DeploymentState::Queued
+    );
+    assert_eq!(
+        w.seen.lock().expect("lock").len(),
+        1,
+        "only the creation was announced"
+    );
+    assert!(matches!(
+        w.service.start("nope"),
+        Err(Error::Deploy(DeployError::UnknownDeployment { .. }))
+    ));
+    assert!(w.service.create(&acme(), "  ").is_err());
+    assert!(w.service.create(&acme(), &"x".repeat(201)).is_err());
+    assert!(w.service.fail(&d.id, "").is_err());
+    // Every state's table.
+    for from in DeploymentState::ALL {
+        for to in DeploymentState::ALL {
+            let allowed = matches!(
+                (from, to),
+                (
+                    DeploymentState::Queued,
+                    DeploymentState::InProgress | DeploymentState::Failed
+                ) | (
+                    DeploymentState::InProgress,
+                    DeploymentState::Completed
+                        | DeploymentState::Failed
+                        | DeploymentState::RolledBack
+                ) | (
+                    DeploymentState::Completed | DeploymentState::Failed,
+                    DeploymentState::RolledBack
+                )
+            );
+            assert_eq!(from.can_move_to(to), allowed, "{from} -> {to}");
+        }
+    }
+}
+
+#[test]
+fn lists_are_per_tenant_newest_first_and_filter_by_state() {
+    let w = world();
+    let a = w.service.create(&acme(), "a").expect("a");
+    w.clock.advance(1.0).expect("advance");
+    let b = w.service.create(&acme(), "b").expect("b");
+    w.service
+        .create(&TenantId::new("globex").expect("t"), "c")
+        .expect("c");
+    w.service.start(&a.id).expect("start");
+    let all: Vec<String> = w
+        .service
+        .list(&acme(), None, 10)
+        .expect("list")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(all, [b.id, a.id]);
+    let running = w
+        .service
+        .list(&acme(), Some(DeploymentState::InProgress), 10)
+        .expect("list");
+    assert_eq!(running.len(), 1);
+    assert_eq!(w.service.list(&acme(), None, 1).expect("list").len(), 1);
+}
