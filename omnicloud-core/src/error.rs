@@ -632,6 +632,21 @@ pub enum WebhookError {
         /// What went wrong.
         reason: String,
     },
+    /// An endpoint's settings are unacceptable (no event types, an empty state filter, a
+    /// limit or attempt count out of range).
+    #[error("invalid webhook endpoint {field}: {reason}")]
+    InvalidEndpoint {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No endpoint has this id (for this tenant).
+    #[error("unknown webhook endpoint {endpoint_id:?}")]
+    UnknownEndpoint {
+        /// The id asked for.
+        endpoint_id: String,
+    },
     /// A signing secret is malformed (not `whsec_` + base64 of 24 to 64 bytes).
     #[error("invalid webhook secret: {reason}")]
     InvalidSecret {
@@ -653,6 +668,39 @@ pub enum WebhookError {
     /// A rate limit is unusable (outside 1 to 100,000 deliveries per minute).
     #[error("invalid rate limit: {reason}")]
     InvalidRateLimit {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A webhook URL is malformed, or written in a form the SSRF guard refuses because
+    /// parsers disagree on it (a numeric host that is not a dotted quad, a percent-encoded
+    /// host, credentials in the URL).
+    #[error("invalid webhook URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The rejected URL (cut short, with its length, when over the 2048-byte limit).
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The SSRF guard refuses a webhook destination: a loopback, private, link-local or
+    /// otherwise non-public address the server's allow-list does not contain, or a host name
+    /// that names an internal host (`localhost`, `*.internal`, ...).
+    #[error("refusing webhook {}: {reason}", url.as_deref().map_or_else(|| "destination".to_owned(), |u| format!("URL {u:?}")))]
+    UnsafeUrl {
+        /// The URL, when the check was of a URL (`None` when only an address was checked, at
+        /// connect time).
+        url: Option<String>,
+        /// The refused address (`None` when a host name was refused before any resolution).
+        address: Option<std::net::IpAddr>,
+        /// The refused address's class (`None` when a host name was refused).
+        class: Option<crate::webhook::AddressClass>,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An entry of the SSRF guard's allow-list is not an address or a CIDR network.
+    #[error("invalid webhook allow-list entry {entry:?}: {reason}")]
+    InvalidAllowList {
+        /// The rejected entry.
+        entry: String,
         /// What is wrong.
         reason: String,
     },

@@ -267,6 +267,27 @@ fn classify_webhook(err: &WebhookError) -> (&'static str, Vec<(&'static str, Fie
             "ValidationError",
             vec![("field", Text("webhook secret".into()))],
         ),
+        WebhookError::UnsafeUrl { url, address, .. } => (
+            "UnsafeUrlError",
+            vec![
+                ("url", url.clone().map_or(Field::None, Text)),
+                (
+                    "address",
+                    address.map_or(Field::None, |a| Text(a.to_string())),
+                ),
+            ],
+        ),
+        WebhookError::InvalidUrl { url, .. } => (
+            "ValidationError",
+            vec![("field", Text("url".into())), ("value", Text(url.clone()))],
+        ),
+        WebhookError::InvalidEndpoint { field, .. } => {
+            ("ValidationError", vec![("field", Text((*field).into()))])
+        }
+        WebhookError::UnknownEndpoint { endpoint_id } => (
+            "UnknownEndpointError",
+            vec![("endpoint_id", Text(endpoint_id.clone()))],
+        ),
         _ => ("ValidationError", vec![]),
     }
 }

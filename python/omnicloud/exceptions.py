@@ -38,6 +38,8 @@ __all__ = [
     "FailoverConflictError",
     "InvalidTransitionError",
     "TemplateError",
+    "UnsafeUrlError",
+    "UnknownEndpointError",
     "UnknownDeploymentError",
     "DeploymentTransitionError",
     "UnknownResourceError",
@@ -220,6 +222,20 @@ class TemplateError(OmniCloudError, ValueError):
     its fuel used up, output that is not JSON). ``line`` is the 1-based line, when known."""
 
     line: int | None
+
+
+class UnsafeUrlError(ValidationError):
+    """A webhook destination is refused by the SSRF guard: a private, loopback, link-local or
+    otherwise internal address (``address``, when known) or name, not allow-listed."""
+
+    url: str | None
+    address: str | None
+
+
+class UnknownEndpointError(OmniCloudError, LookupError):
+    """No webhook endpoint has this id for this tenant (``endpoint_id``)."""
+
+    endpoint_id: str
 
 
 class UnknownDeploymentError(OmniCloudError, LookupError):

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "deployments: deployments and their transitions",
         sql: crate::deploy::SCHEMA,
     },
+    Migration {
+        version: 9,
+        name: "webhooks: tenants' endpoints",
+        sql: crate::webhook::SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").
