@@ -641,6 +641,12 @@ pub enum WebhookError {
         /// What is wrong.
         reason: String,
     },
+    /// No delivery has this id (for this tenant).
+    #[error("unknown webhook delivery {delivery_id:?}")]
+    UnknownDelivery {
+        /// The id asked for.
+        delivery_id: String,
+    },
     /// No endpoint has this id (for this tenant).
     #[error("unknown webhook endpoint {endpoint_id:?}")]
     UnknownEndpoint {

@@ -284,6 +284,10 @@ fn classify_webhook(err: &WebhookError) -> (&'static str, Vec<(&'static str, Fie
         WebhookError::InvalidEndpoint { field, .. } => {
             ("ValidationError", vec![("field", Text((*field).into()))])
         }
+        WebhookError::UnknownDelivery { delivery_id } => (
+            "UnknownDeliveryError",
+            vec![("delivery_id", Text(delivery_id.clone()))],
+        ),
         WebhookError::UnknownEndpoint { endpoint_id } => (
             "UnknownEndpointError",
             vec![("endpoint_id", Text(endpoint_id.clone()))],

@@ -40,6 +40,7 @@ __all__ = [
     "TemplateError",
     "UnsafeUrlError",
     "UnknownEndpointError",
+    "UnknownDeliveryError",
     "UnknownDeploymentError",
     "DeploymentTransitionError",
     "UnknownResourceError",
@@ -236,6 +237,12 @@ class UnknownEndpointError(OmniCloudError, LookupError):
     """No webhook endpoint has this id for this tenant (``endpoint_id``)."""
 
     endpoint_id: str
+
+
+class UnknownDeliveryError(OmniCloudError, LookupError):
+    """No webhook delivery has this id for this tenant (``delivery_id``)."""
+
+    delivery_id: str
 
 
 class UnknownDeploymentError(OmniCloudError, LookupError):

@@ -68,7 +68,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
-        name: "webhooks: tenants' endpoints",
+        name: "webhooks: tenants' endpoints and the durable delivery queue",
         sql: crate::webhook::SCHEMA,
     },
 ];

@@ -7,6 +7,7 @@
 
 mod endpoint;
 mod guard;
+mod queue;
 mod ratelimit;
 mod registry;
 mod retry;
@@ -17,6 +18,10 @@ mod template;
 pub use endpoint::{EndpointSpec, EventType, WebhookEndpoint};
 pub use guard::{
     AddressClass, Host, IpNetwork, MAX_URL_LEN, Scheme, UrlGuard, WebhookUrl, classify,
+};
+pub use queue::{
+    Attempt, AttemptOutcome, CLAIM_LEASE, Delivery, DeliveryStatus, WebhookQueue, WebhookRequest,
+    WebhookTransport,
 };
 pub use ratelimit::{DEFAULT_RATE_PER_MINUTE, MAX_RATE_PER_MINUTE, RATE_WINDOW, RateLimiter};
 pub use registry::{EndpointChanges, EndpointRegistry, MAX_SECRET_GRACE};

@@ -1,5 +1,5 @@
-//! The webhook tables (migration 9): endpoints. (The delivery queue comes with the
-//! dispatcher.)
+//! The webhook tables (migration 9): endpoints, and the delivery queue — one message per
+//! event, one delivery per endpoint that wants it, every attempt kept.
 
 /// Webhooks' tables.
 pub(crate) const SCHEMA: &str = "
@@ -20,4 +20,40 @@ CREATE TABLE webhook_endpoints (
     updated_at            TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX webhook_endpoints_tenant ON webhook_endpoints (tenant_id, created_at);
+CREATE TABLE webhook_messages (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    occurred_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    endpoint_id     TEXT NOT NULL,
+    message_id      TEXT NOT NULL REFERENCES webhook_messages (id),
+    tenant_id       TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    budget_base     INTEGER NOT NULL,
+    next_attempt_at TEXT,
+    body            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, created_at);
+CREATE INDEX webhook_deliveries_tenant ON webhook_deliveries (tenant_id, created_at);
+CREATE TABLE webhook_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, at);
 ";

@@ -197,3 +197,309 @@ fn updates_rotation_disabling_and_deletion() {
     r.delete(&e.id, Some(&acme())).expect("delete");
     assert!(r.get(&e.id, None).is_err());
 }
+
+mod queue {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::deploy::DeploymentService;
+    use crate::events::EventBus;
+
+    /// A receiver that answers from a script (then 200), recording every request.
+    #[derive(Default)]
+    struct Receiver {
+        script: Mutex<VecDeque<AttemptOutcome>>,
+        seen: Mutex<Vec<WebhookRequest>>,
+    }
+
+    impl Receiver {
+        fn answering(codes: &[u16]) -> Self {
+            let r = Self::default();
+            for &c in codes {
+                r.then(AttemptOutcome {
+                    status_code: Some(c),
+                    ..AttemptOutcome::default()
+                });
+            }
+            r
+        }
+        fn then(&self, outcome: AttemptOutcome) {
+            self.script.lock().expect("lock").push_back(outcome);
+        }
+        fn seen(&self) -> Vec<WebhookRequest> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    impl WebhookTransport for Receiver {
+        fn send(&self, request: &WebhookRequest) -> AttemptOutcome {
+            self.seen.lock().expect("lock").push(request.clone());
+            self.script
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or(AttemptOutcome {
+                    status_code: Some(200),
+                    ..AttemptOutcome::default()
+                })
+        }
+    }
+
+    struct Pipeline {
+        clock: Arc<ManualClock>,
+        queue: Arc<WebhookQueue>,
+        deployments: DeploymentService,
+    }
+
+    fn pipeline() -> Pipeline {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let shared: SharedClock = clock.clone();
+        let store = Store::memory().expect("store");
+        let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
+        let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard);
+        let queue = Arc::new(WebhookQueue::new(
+            store.clone(),
+            shared.clone(),
+            registry,
+            "https://omnicloud.example",
+        ));
+        let bus = EventBus::new();
+        let q = queue.clone();
+        bus.subscribe(None, move |envelope| q.enqueue(envelope).map(drop));
+        Pipeline {
+            clock,
+            queue,
+            deployments: DeploymentService::new(store, shared, Some(bus)),
+        }
+    }
+
+    fn endpoint(p: &Pipeline, f: impl FnOnce(&mut EndpointSpec)) -> WebhookEndpoint {
+        let mut spec = EndpointSpec::new(acme(), "http://127.0.0.1:9/hooks");
+        f(&mut spec);
+        p.queue.registry().register(&spec).expect("register")
+    }
+
+    #[test]
+    fn events_are_queued_per_endpoint_filtered_signed_and_delivered() {
+        let p = pipeline();
+        let all = endpoint(&p, |_| {});
+        let failures = endpoint(&p, |s| {
+            s.url = "http://127.0.0.1:9/failures".to_owned();
+            s.event_types = vec![EventType::StateChange];
+            s.states = Some(vec![DeploymentState::Failed]);
+        });
+        let d = p.deployments.create(&acme(), "checkout").expect("create");
+        p.deployments.start(&d.id).expect("start");
+        p.deployments.fail(&d.id, "canary").expect("fail");
+        let to = |e: &WebhookEndpoint| {
+            p.queue
+                .deliveries(None, Some(&e.id), None, 100, None)
+                .expect("list")
+                .len()
+        };
+        assert_eq!((to(&all), to(&failures)), (3, 1));
+        let receiver = Receiver::default();
+        assert_eq!(p.queue.run_due(&receiver, 100).expect("run"), 4);
+        let sent = receiver.seen();
+        let failed = sent
+            .iter()
+            .find(|r| r.url == failures.url)
+            .expect("the failure went to the filtered endpoint");
+        let body: serde_json::Value = serde_json::from_str(&failed.body).expect("json");
+        assert_eq!(body["type"], "deployment.state_change");
+        assert_eq!(body["data"]["old_state"], "in_progress");
+        assert_eq!(body["data"]["new_state"], "failed");
+        assert_eq!(body["data"]["deployment_id"], d.id.as_str());
+        assert_eq!(
+            body["data"]["links"]["logs"],
+            format!("https://omnicloud.example/v1/deployments/{}/logs", d.id)
+        );
+        let header = |name: &str| {
+            failed
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .expect("header")
+        };
+        let ts: i64 = header("webhook-timestamp").parse().expect("ts");
+        assert!(verify(
+            &failures.secret,
+            &header("webhook-id"),
+            ts,
+            failed.body.as_bytes(),
+            &header("webhook-signature"),
+            ts,
+            DEFAULT_TOLERANCE_S
+        ));
+        let statuses: Vec<DeliveryStatus> = p
+            .queue
+            .deliveries(Some(&acme()), None, None, 100, None)
+            .expect("list")
+            .into_iter()
+            .map(|d| d.status)
+            .collect();
+        assert!(statuses.iter().all(|s| *s == DeliveryStatus::Delivered));
+    }
+
+    #[test]
+    fn failures_retry_on_the_schedule_then_exhaust() {
+        let p = pipeline();
+        endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        p.deployments.create(&acme(), "checkout").expect("create");
+        let receiver = Receiver::answering(&[500, 502, 503, 500, 500]);
+        let mut sent_at = Vec::new();
+        for _ in 0..40 {
+            if p.queue.run_due(&receiver, 10).expect("run") > 0 {
+                sent_at.push((p.clock.now() - t0()).num_seconds());
+            }
+            p.clock.advance(0.5).expect("advance");
+        }
+        assert_eq!(sent_at, [0, 1, 3, 7, 15]);
+        let d = &p
+            .queue
+            .deliveries(None, None, None, 10, None)
+            .expect("list")[0];
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_at),
+            (DeliveryStatus::Exhausted, 5, None)
+        );
+        let attempts = p.queue.attempts(&d.id).expect("attempts");
+        let codes: Vec<Option<u16>> = attempts.iter().map(|a| a.status_code).collect();
+        assert_eq!(
+            codes,
+            [Some(500), Some(502), Some(503), Some(500), Some(500)]
+        );
+        assert!(
+            attempts[0]
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("HTTP 500")
+        );
+        // A redelivery starts a fresh budget.
+        let again = p.queue.redeliver(&d.id, Some(&acme())).expect("redeliver");
+        assert_eq!(again.status, DeliveryStatus::Pending);
+        p.queue.run_due(&receiver, 10).expect("run");
+        let d = p.queue.delivery(&d.id).expect("get");
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 6));
+        let globex = TenantId::new("globex").expect("t");
+        assert!(p.queue.redeliver(&d.id, Some(&globex)).is_err());
+    }
+
+    #[test]
+    fn gone_disables_and_too_many_requests_honours_retry_after() {
+        let p = pipeline();
+        let e = endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        p.deployments.create(&acme(), "a").expect("create");
+        let receiver = Receiver::default();
+        receiver.then(AttemptOutcome {
+            status_code: Some(429),
+            retry_after: Some(Duration::from_secs(30)),
+            ..AttemptOutcome::default()
+        });
+        p.queue.run_due(&receiver, 10).expect("run");
+        let d = &p
+            .queue
+            .deliveries(None, None, None, 10, None)
+            .expect("list")[0];
+        assert_eq!(d.next_attempt_at, Some(t0() + TimeDelta::seconds(30)));
+        receiver.then(AttemptOutcome {
+            status_code: Some(410),
+            ..AttemptOutcome::default()
+        });
+        p.clock.advance(30.0).expect("advance");
+        p.queue.run_due(&receiver, 10).expect("run");
+        assert_eq!(
+            p.queue.delivery(&d.id).expect("get").status,
+            DeliveryStatus::Exhausted
+        );
+        let disabled = p.queue.registry().get(&e.id, None).expect("get");
+        assert!(disabled.disabled_reason.unwrap_or_default().contains("410"));
+        // Later events are not queued for it.
+        p.deployments.create(&acme(), "b").expect("create");
+        assert_eq!(
+            p.queue
+                .deliveries(None, None, None, 10, None)
+                .expect("list")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_defers_without_using_attempts() {
+        let p = pipeline();
+        endpoint(&p, |s| {
+            s.event_types = vec![EventType::StateChange];
+            s.rate_limit_per_minute = 3;
+        });
+        for i in 0..5 {
+            p.deployments
+                .create(&acme(), &format!("svc-{i}"))
+                .expect("create");
+        }
+        let receiver = Receiver::default();
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 3);
+        let waiting: Vec<Delivery> = p
+            .queue
+            .deliveries(None, None, Some(DeliveryStatus::Pending), 10, None)
+            .expect("list");
+        assert_eq!(waiting.len(), 2);
+        assert!(
+            waiting.iter().all(
+                |d| d.attempts == 0 && d.next_attempt_at == Some(t0() + TimeDelta::seconds(60))
+            )
+        );
+        p.clock.advance(59.0).expect("advance");
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 0);
+        p.clock.advance(1.0).expect("advance");
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 2);
+    }
+
+    #[test]
+    fn a_claimed_delivery_is_leased_and_sent_again_if_never_recorded() {
+        let p = pipeline();
+        endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        p.deployments.create(&acme(), "a").expect("create");
+        assert_eq!(p.queue.claim_due(10).expect("claim").len(), 1);
+        assert!(p.queue.claim_due(10).expect("claim").is_empty(), "leased");
+        p.clock.advance(61.0).expect("advance");
+        assert_eq!(
+            p.queue.claim_due(10).expect("claim").len(),
+            1,
+            "the lease ended"
+        );
+    }
+
+    #[test]
+    fn a_template_that_fails_at_delivery_time_exhausts_with_the_reason() {
+        let p = pipeline();
+        endpoint(&p, |s| {
+            s.event_types = vec![EventType::StateChange];
+            s.template = Some(r#"{"who": "{{ nobody }}"}"#.to_owned());
+        });
+        endpoint(&p, |s| {
+            s.event_types = vec![EventType::StateChange];
+            s.template = Some(r#"{"text": "{{ service_name }} is {{ new_state }}"}"#.to_owned());
+        });
+        p.deployments.create(&acme(), "checkout").expect("create");
+        let all = p
+            .queue
+            .deliveries(None, None, None, 10, None)
+            .expect("list");
+        let bad = all
+            .iter()
+            .find(|d| d.status == DeliveryStatus::Exhausted)
+            .expect("bad");
+        let reason = p.queue.attempts(&bad.id).expect("attempts")[0]
+            .error
+            .clone();
+        assert!(reason.unwrap_or_default().contains("nobody"));
+        let receiver = Receiver::default();
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 1);
+        assert_eq!(receiver.seen()[0].body, r#"{"text":"checkout is queued"}"#);
+    }
+}

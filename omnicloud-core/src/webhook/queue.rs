@@ -1,0 +1,724 @@
+//! `WebhookQueue`: the durable delivery queue in the store.
+//!
+//! A deployment event becomes one message and, in the same transaction, one delivery per
+//! endpoint that wants it, with its payload rendered then (the default JSON payload or the
+//! endpoint's template), so a restart loses nothing and retries send the same body. Claiming
+//! a due delivery leases it (its next attempt moves past the lease) so two dispatchers never
+//! send it at once; a dispatcher that dies mid-send leaves it to be sent again when the lease
+//! ends (at least once). The per-endpoint rate limit defers a delivery without using an
+//! attempt. This module decides and records; the runtime's transport sends.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    EndpointRegistry, EventType, RateLimiter, RetryPolicy, WebhookEndpoint, signature_header,
+};
+use crate::clock::SharedClock;
+use crate::deploy::DeploymentState;
+use crate::error::{Error, Result, StoreError, WebhookError};
+use crate::events::Envelope;
+use crate::ids::{TenantId, generate_id};
+use crate::store::{Store, format_timestamp};
+
+/// How long a claimed delivery is reserved for the dispatcher that claimed it.
+pub const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(60);
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not attempted yet (or sent again on request).
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// The last attempt failed; another is scheduled.
+    Failed,
+    /// No attempt is left (or the endpoint is gone, or the payload could not be rendered).
+    Exhausted,
+}
+
+impl DeliveryStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Exhausted => "exhausted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Delivered,
+            Self::Failed,
+            Self::Exhausted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// One attempt to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its number (1-based, across redeliveries).
+    pub attempt: u32,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The receiver's status code, if it answered.
+    pub status_code: Option<u16>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// One delivery of one message to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Unique id (`dlv_...`).
+    pub id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The message (`msg_...`, the `webhook-id` header; the same on every attempt).
+    pub message_id: String,
+    /// The endpoint's owner.
+    pub tenant_id: TenantId,
+    /// The event type.
+    pub event_type: EventType,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (`None` once delivered or exhausted).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The payload sent.
+    pub body: String,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A delivery ready to send: where, with which headers, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// The delivery.
+    pub delivery_id: String,
+    /// The endpoint's URL.
+    pub url: String,
+    /// The headers: content type, the Standard Webhooks `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature`.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub body: String,
+}
+
+/// What happened when a request was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AttemptOutcome {
+    /// The status code, if the receiver answered.
+    pub status_code: Option<u16>,
+    /// What went wrong, if anything (a connection error, a timeout, a refused address).
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+    /// The receiver's `Retry-After`, if it sent one (honoured on 429 and 503).
+    pub retry_after: Option<Duration>,
+}
+
+/// Sends webhook requests (the runtime's HTTP client; fakes in tests).
+pub trait WebhookTransport: Send + Sync {
+    /// Sends one request; never panics, reports failures in the outcome.
+    fn send(&self, request: &WebhookRequest) -> AttemptOutcome;
+}
+
+/// An attempt's row, as read: attempt, at, status code, error, duration.
+type AttemptRow = (u32, String, Option<u16>, Option<String>, u64);
+
+/// A delivery's row, as read.
+type DeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    u32,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+const COLUMNS: &str = "id, endpoint_id, message_id, tenant_id, event_type, status, attempts,
+    next_attempt_at, body, created_at, updated_at";
+
+/// The durable delivery queue over an endpoint registry's store.
+#[derive(Debug)]
+pub struct WebhookQueue {
+    store: Store,
+    clock: SharedClock,
+    registry: EndpointRegistry,
+    base_url: String,
+    limiters: Mutex<HashMap<String, RateLimiter>>,
+}
+
+impl WebhookQueue {
+    /// A queue in `store` for the endpoints of `registry`; payload links point under
+    /// `base_url` (the REST API's public address).
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        registry: EndpointRegistry,
+        base_url: &str,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            registry,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The endpoint registry.
+    pub fn registry(&self) -> &EndpointRegistry {
+        &self.registry
+    }
+
+    /// Queues deliveries of a deployment event to every endpoint of its tenant that wants it
+    /// (other events are ignored). One transaction; returns the deliveries' ids.
+    pub fn enqueue(&self, envelope: &Envelope) -> Result<Vec<String>> {
+        let Ok(event_type) = EventType::parse(envelope.event.name()) else {
+            return Ok(Vec::new());
+        };
+        let Some(tenant) = envelope.event.tenant_id() else {
+            return Ok(Vec::new());
+        };
+        let data = envelope.event.data();
+        let state_field = match event_type {
+            EventType::StateChange => "new_state",
+            _ => "state",
+        };
+        let new_state = data
+            .get(state_field)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DeploymentState>().ok());
+        let endpoints: Vec<WebhookEndpoint> = self
+            .registry
+            .list(tenant)?
+            .into_iter()
+            .filter(|e| e.wants(event_type, new_state))
+            .collect();
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let payload = self.default_payload(envelope, event_type, &data);
+        let message_id = format!("msg_{}", generate_id().replace('-', ""));
+        let now = self.clock.now();
+        let bodies: Vec<(String, std::result::Result<String, String>)> = endpoints
+            .iter()
+            .map(|e| {
+                let body = match &e.template {
+                    None => Ok(payload.to_string()),
+                    Some(t) => t
+                        .render_json(&template_context(&payload))
+                        .map(|v| v.to_string())
+                        .map_err(|err| format!("the endpoint's template failed: {err}")),
+                };
+                (e.id.clone(), body)
+            })
+            .collect();
+        let ids = self.store.write(|tx| -> Result<Vec<String>> {
+            tx.execute(
+                "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    message_id,
+                    tenant.as_str(),
+                    event_type.as_str(),
+                    envelope.id,
+                    format_timestamp(envelope.at)
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+            let mut ids = Vec::with_capacity(bodies.len());
+            for (endpoint_id, body) in &bodies {
+                let id = format!("dlv_{}", generate_id().replace('-', ""));
+                let (status, next, text) = match body {
+                    Ok(text) => (
+                        DeliveryStatus::Pending,
+                        Some(format_timestamp(now)),
+                        text.clone(),
+                    ),
+                    Err(_) => (DeliveryStatus::Exhausted, None, String::new()),
+                };
+                tx.prepare_cached(&format!(
+                    "INSERT INTO webhook_deliveries ({COLUMNS}, budget_base)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0)"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        id,
+                        endpoint_id,
+                        message_id,
+                        tenant.as_str(),
+                        event_type.as_str(),
+                        status.as_str(),
+                        next,
+                        text,
+                        format_timestamp(now)
+                    ])
+                })
+                .map_err(|e| self.sql(e))?;
+                if let Err(reason) = body {
+                    insert_attempt(tx, &id, 1, endpoint_id, now, None, Some(reason), 0)
+                        .map_err(|e| self.sql(e))?;
+                    tx.execute(
+                        "UPDATE webhook_deliveries SET attempts = 1 WHERE id = ?1",
+                        [&id],
+                    )
+                    .map_err(|e| self.sql(e))?;
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })?;
+        Ok(ids)
+    }
+
+    /// The payload sent when the endpoint has no template (Standard Webhooks' shape: `type`,
+    /// `timestamp`, `data`).
+    fn default_payload(&self, envelope: &Envelope, event_type: EventType, data: &Value) -> Value {
+        let id = data
+            .get("deployment_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let base = &self.base_url;
+        json!({
+            "type": event_type.event_name(),
+            "event_id": envelope.id,
+            "timestamp": format_timestamp(envelope.at),
+            "data": {
+                "deployment_id": id,
+                "tenant_id": data.get("tenant_id"),
+                "service_name": data.get("service_name"),
+                "old_state": data.get("old_state").cloned().unwrap_or(Value::Null),
+                "new_state": data.get("new_state").or_else(|| data.get("state")),
+                "timestamp": format_timestamp(envelope.at),
+                "duration_seconds": data.get("duration_seconds"),
+                "reason": data.get("reason").or_else(|| data.get("detail")).cloned().unwrap_or(Value::Null),
+                "links": {
+                    "deployment": format!("{base}/v1/deployments/{id}"),
+                    "logs": format!("{base}/v1/deployments/{id}/logs"),
+                },
+            },
+        })
+    }
+
+    /// Claims up to `limit` due deliveries: each is leased, rate-limited per endpoint (a
+    /// delivery over the limit is deferred to when the limit allows it, without using an
+    /// attempt), and returned signed for sending now. Deliveries to a disabled endpoint are
+    /// exhausted instead.
+    pub fn claim_due(&self, limit: usize) -> Result<Vec<WebhookRequest>> {
+        let now = self.clock.now();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<DeliveryRow> = self.store.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM webhook_deliveries
+                 WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ))?;
+            stmt.query_map(params![format_timestamp(now), limit], |r| r.try_into())?
+                .collect()
+        })?;
+        let mut endpoints: HashMap<String, Option<WebhookEndpoint>> = HashMap::new();
+        let mut requests = Vec::new();
+        for row in rows {
+            let delivery = self.decode(row)?;
+            let endpoint = match endpoints.get(&delivery.endpoint_id) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = match self.registry.get(&delivery.endpoint_id, None) {
+                        Ok(e) => Some(e),
+                        Err(Error::Webhook(WebhookError::UnknownEndpoint { .. })) => None,
+                        Err(other) => return Err(other),
+                    };
+                    endpoints.insert(delivery.endpoint_id.clone(), e.clone());
+                    e
+                }
+            };
+            let Some(endpoint) = endpoint.filter(|e| e.disabled_reason.is_none()) else {
+                self.finish_unsendable(&delivery, now)?;
+                continue;
+            };
+            if let Err(allowed_at) = self.acquire(&endpoint, now)? {
+                self.set_next(&delivery.id, Some(allowed_at))?;
+                continue;
+            }
+            // Leased: nobody else claims it until the lease ends or the attempt is recorded.
+            self.set_next(&delivery.id, Some(now + CLAIM_LEASE))?;
+            let timestamp = now.timestamp();
+            let secrets = endpoint.signing_secrets(now);
+            let signature = signature_header(
+                &secrets,
+                &delivery.message_id,
+                timestamp,
+                delivery.body.as_bytes(),
+            );
+            requests.push(WebhookRequest {
+                delivery_id: delivery.id,
+                url: endpoint.url,
+                headers: vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("webhook-id".to_owned(), delivery.message_id),
+                    ("webhook-timestamp".to_owned(), timestamp.to_string()),
+                    ("webhook-signature".to_owned(), signature),
+                ],
+                body: delivery.body,
+            });
+        }
+        Ok(requests)
+    }
+
+    /// Records an attempt's outcome: 2xx delivers; 410 Gone exhausts the delivery and
+    /// disables the endpoint; anything else schedules the next attempt (the later of the
+    /// retry schedule and a 429/503 `Retry-After`) or exhausts the delivery when none is left.
+    pub fn record(&self, delivery_id: &str, outcome: &AttemptOutcome) -> Result<Delivery> {
+        let now = self.clock.now();
+        let delivery = self.delivery(delivery_id)?;
+        let max_attempts = match self.registry.get(&delivery.endpoint_id, None) {
+            Ok(e) => e.max_attempts,
+            Err(_) => 0,
+        };
+        let code = outcome.status_code;
+        let gone = code == Some(410);
+        let base: u32 = self.store.read(|c| {
+            c.query_row(
+                "SELECT budget_base FROM webhook_deliveries WHERE id = ?1",
+                [delivery_id],
+                |r| r.get(0),
+            )
+        })?;
+        let attempt = delivery.attempts + 1;
+        let (status, next) = if code.is_some_and(|c| (200..300).contains(&c)) {
+            (DeliveryStatus::Delivered, None)
+        } else if gone || max_attempts == 0 {
+            (DeliveryStatus::Exhausted, None)
+        } else {
+            let retry_after = outcome
+                .retry_after
+                .filter(|_| matches!(code, Some(429 | 503)));
+            let policy = RetryPolicy::with_max_attempts(max_attempts)?;
+            match policy.next_attempt_at(attempt - base, now, retry_after) {
+                Some(at) => (DeliveryStatus::Failed, Some(at)),
+                None => (DeliveryStatus::Exhausted, None),
+            }
+        };
+        let error = outcome.error.clone().or_else(|| {
+            code.filter(|c| !(200..300).contains(c))
+                .map(|c| format!("the receiver answered HTTP {c}"))
+        });
+        let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+        self.store.write(|tx| -> Result<()> {
+            insert_attempt(
+                tx,
+                delivery_id,
+                attempt,
+                &delivery.endpoint_id,
+                now,
+                code,
+                error.as_deref(),
+                duration_ms,
+            )
+            .map_err(|e| self.sql(e))?;
+            tx.prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
+                     updated_at = ?5 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    delivery_id,
+                    status.as_str(),
+                    attempt,
+                    next.map(format_timestamp),
+                    format_timestamp(now)
+                ])
+            })
+            .map_err(|e| self.sql(e))?;
+            Ok(())
+        })?;
+        if gone {
+            self.registry
+                .disable(&delivery.endpoint_id, "the receiver answered 410 Gone")?;
+        }
+        self.delivery(delivery_id)
+    }
+
+    /// Claims what is due and sends it through `transport`, one request after another,
+    /// recording each outcome (what a dispatcher does; used directly under a manual clock).
+    /// Returns how many attempts were made.
+    pub fn run_due(&self, transport: &dyn WebhookTransport, limit: usize) -> Result<usize> {
+        let requests = self.claim_due(limit)?;
+        for request in &requests {
+            let outcome = transport.send(request);
+            self.record(&request.delivery_id, &outcome)?;
+        }
+        Ok(requests.len())
+    }
+
+    /// Sends the delivery again now, with a fresh attempt budget (its history is kept).
+    pub fn redeliver(&self, delivery_id: &str, tenant_id: Option<&TenantId>) -> Result<Delivery> {
+        let d = self.delivery(delivery_id)?;
+        if tenant_id.is_some_and(|t| *t != d.tenant_id) {
+            return Err(unknown_delivery(delivery_id));
+        }
+        let now = self.clock.now();
+        self.store.write(|tx| -> Result<()> {
+            tx.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', budget_base = attempts,
+                     next_attempt_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![delivery_id, format_timestamp(now)],
+            )
+            .map_err(|e| self.sql(e))?;
+            Ok(())
+        })?;
+        self.delivery(delivery_id)
+    }
+
+    /// The delivery with this id.
+    pub fn delivery(&self, delivery_id: &str) -> Result<Delivery> {
+        let row: Option<DeliveryRow> = self.store.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM webhook_deliveries WHERE id = ?1"
+            ))?
+            .query_row([delivery_id], |r| r.try_into())
+            .optional()
+        })?;
+        self.decode(row.ok_or_else(|| unknown_delivery(delivery_id))?)
+    }
+
+    /// The delivery's attempts, oldest first.
+    pub fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+        let rows: Vec<AttemptRow> = self.store.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts
+                 WHERE delivery_id = ?1 ORDER BY attempt",
+            )?;
+            stmt.query_map([delivery_id], |r| r.try_into())?.collect()
+        })?;
+        rows.into_iter()
+            .map(|(attempt, at, status_code, error, duration_ms)| {
+                Ok(Attempt {
+                    attempt,
+                    at: self.store.decode_time("webhook_attempts", "at", &at)?,
+                    status_code,
+                    error,
+                    duration_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Deliveries, newest first, filtered by tenant, endpoint and status; at most `limit`,
+    /// starting after the delivery id `after` (for paging).
+    pub fn deliveries(
+        &self,
+        tenant_id: Option<&TenantId>,
+        endpoint_id: Option<&str>,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<DeliveryRow> = self.store.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM webhook_deliveries
+                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR endpoint_id = ?2)
+                   AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
+                 ORDER BY id DESC LIMIT ?5"
+            ))?;
+            stmt.query_map(
+                params![
+                    tenant_id.map(TenantId::as_str),
+                    endpoint_id,
+                    status.map(DeliveryStatus::as_str),
+                    after,
+                    limit
+                ],
+                |r| r.try_into(),
+            )?
+            .collect()
+        })?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// The endpoint's limiter, rebuilt from the attempts of the last minute when first used
+    /// (so a restart does not reopen the window).
+    fn acquire(
+        &self,
+        endpoint: &WebhookEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<(), DateTime<Utc>>> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale = limiters
+            .get(&endpoint.id)
+            .is_none_or(|l| l.limit() != endpoint.rate_limit_per_minute);
+        if stale {
+            let since = now - TimeDelta::seconds(60);
+            let sends: Vec<String> = self.store.read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT at FROM webhook_attempts WHERE endpoint_id = ?1 AND at > ?2",
+                )?;
+                stmt.query_map(params![endpoint.id, format_timestamp(since)], |r| r.get(0))?
+                    .collect()
+            })?;
+            let sends = sends
+                .iter()
+                .map(|t| self.store.decode_time("webhook_attempts", "at", t))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            limiters.insert(
+                endpoint.id.clone(),
+                RateLimiter::from_state(endpoint.rate_limit_per_minute, sends)?,
+            );
+        }
+        let limiter = limiters
+            .get_mut(&endpoint.id)
+            .ok_or_else(|| unknown_delivery(&endpoint.id))?;
+        Ok(limiter.try_acquire(now))
+    }
+
+    fn finish_unsendable(&self, delivery: &Delivery, now: DateTime<Utc>) -> Result<()> {
+        self.store.write(|tx| -> Result<()> {
+            insert_attempt(
+                tx,
+                &delivery.id,
+                delivery.attempts + 1,
+                &delivery.endpoint_id,
+                now,
+                None,
+                Some("the endpoint is disabled or deleted"),
+                0,
+            )
+            .map_err(|e| self.sql(e))?;
+            tx.execute(
+                "UPDATE webhook_deliveries SET status = 'exhausted', attempts = attempts + 1,
+                     next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
+                params![delivery.id, format_timestamp(now)],
+            )
+            .map_err(|e| self.sql(e))?;
+            Ok(())
+        })
+    }
+
+    fn set_next(&self, id: &str, next: Option<DateTime<Utc>>) -> Result<()> {
+        self.store.write(|tx| -> Result<()> {
+            tx.prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, next.map(format_timestamp)]))
+                .map_err(|e| self.sql(e))?;
+            Ok(())
+        })
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> Error {
+        Error::Store(self.store.sqlite_error(e))
+    }
+
+    fn decode(&self, row: DeliveryRow) -> Result<Delivery> {
+        let (
+            id,
+            endpoint_id,
+            message_id,
+            tenant,
+            event_type,
+            status,
+            attempts,
+            next,
+            body,
+            created,
+            updated,
+        ) = row;
+        let bad = |column: &'static str, reason: String| -> Error {
+            StoreError::Decode {
+                path: self.store.label().to_path_buf(),
+                table: "webhook_deliveries",
+                column,
+                reason,
+            }
+            .into()
+        };
+        let time = |column, text: &str| self.store.decode_time("webhook_deliveries", column, text);
+        Ok(Delivery {
+            id,
+            endpoint_id,
+            message_id,
+            tenant_id: TenantId::new(tenant)?,
+            event_type: EventType::parse(&event_type)
+                .map_err(|e| bad("event_type", e.to_string()))?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| bad("status", format!("unknown status {status:?}")))?,
+            attempts,
+            next_attempt_at: next.map(|t| time("next_attempt_at", &t)).transpose()?,
+            body,
+            created_at: time("created_at", &created)?,
+            updated_at: time("updated_at", &updated)?,
+        })
+    }
+}
+
+/// What a template sees: every field of the default payload's `data`, plus `type`,
+/// `event_id` and the whole default `payload`.
+fn template_context(payload: &Value) -> Value {
+    let mut context = payload.get("data").cloned().unwrap_or_else(|| json!({}));
+    if let Value::Object(map) = &mut context {
+        map.insert("event_type".to_owned(), payload["type"].clone());
+        map.insert("event_id".to_owned(), payload["event_id"].clone());
+        map.insert("payload".to_owned(), payload.clone());
+    }
+    context
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    delivery_id: &str,
+    attempt: u32,
+    endpoint_id: &str,
+    at: DateTime<Utc>,
+    status_code: Option<u16>,
+    error: Option<&str>,
+    duration_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, endpoint_id, at, status_code, error,
+             duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        delivery_id,
+        attempt,
+        endpoint_id,
+        format_timestamp(at),
+        status_code,
+        error,
+        duration_ms
+    ])
+    .map(drop)
+}
+
+fn unknown_delivery(id: &str) -> Error {
+    WebhookError::UnknownDelivery {
+        delivery_id: id.to_owned(),
+    }
+    .into()
+}
