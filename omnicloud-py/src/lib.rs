@@ -78,7 +78,7 @@ mod _omnicloud {
     #[pymodule_export]
     use super::tenancy::{Tenant, TenantRegistry};
     #[pymodule_export]
-    use super::webhook::Template;
+    use super::webhook::{Delivery, Template, WebhookEndpoint, WebhookService};
 
     use pyo3::prelude::*;
 

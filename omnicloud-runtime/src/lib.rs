@@ -6,6 +6,7 @@
 //! rules of its own.
 
 pub mod cli;
+pub mod delivery;
 pub mod demo;
 pub mod dns;
 pub mod migrate;

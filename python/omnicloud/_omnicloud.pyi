@@ -26,6 +26,9 @@ __all__ = [
     "Store",
     "SystemClock",
     "Template",
+    "WebhookService",
+    "WebhookEndpoint",
+    "Delivery",
     "Tenant",
     "TenantRegistry",
     "__version__",
@@ -776,6 +779,112 @@ class Template:
     def render_json(self, context: dict[str, Any]) -> Any: ...
     @property
     def source(self) -> str: ...
+
+@final
+class WebhookEndpoint:
+    """A tenant's registered webhook endpoint."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def event_types(self) -> list[str]: ...
+    @property
+    def states(self) -> list[str] | None: ...
+    @property
+    def template(self) -> str | None: ...
+    @property
+    def secret(self) -> str: ...
+    @property
+    def rate_limit_per_minute(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def disabled_reason(self) -> str | None: ...
+
+@final
+class Delivery:
+    """One delivery of one event to one endpoint, with its attempts."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def endpoint_id(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempts(self) -> list[dict[str, Any]]: ...
+    @property
+    def attempt_count(self) -> int: ...
+    @property
+    def next_attempt_at(self) -> datetime.datetime | None: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def created_at(self) -> datetime.datetime: ...
+
+@final
+class WebhookService:
+    """Tenants' webhook endpoints and the durable delivery queue."""
+
+    def __new__(
+        cls,
+        store: Store | None = None,
+        clock: _Clock | None = None,
+        allow: list[str] = ...,
+        base_url: str = "http://127.0.0.1:8080",
+        timeout_s: float = 15.0,
+    ) -> WebhookService: ...
+    def register(
+        self,
+        tenant_id: str,
+        url: str,
+        event_types: list[str],
+        states: list[str] | None = None,
+        template: str | None = None,
+        secret: str | None = None,
+        rate_limit_per_minute: int = 100,
+        max_attempts: int = 5,
+    ) -> WebhookEndpoint: ...
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        event_types: list[str] | None = None,
+        states: list[str] | None = None,
+        template: str | None = None,
+        rate_limit_per_minute: int | None = None,
+        max_attempts: int | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpoint: ...
+    def delete(self, endpoint_id: str) -> None: ...
+    def get(self, endpoint_id: str) -> WebhookEndpoint: ...
+    def list(self, tenant_id: str) -> builtins.list[WebhookEndpoint]: ...
+    def rotate_secret(
+        self, endpoint_id: str, secret: str | None = None, grace_s: int = 86400
+    ) -> WebhookEndpoint: ...
+    def follow(self, bus: EventBus) -> int: ...
+    def run_due(self, limit: int = 1000) -> int: ...
+    def deliveries(
+        self,
+        endpoint_id: str | None = None,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> builtins.list[Delivery]: ...
+    def delivery(self, delivery_id: str) -> Delivery: ...
+    def redeliver(self, delivery_id: str) -> Delivery: ...
 
 @final
 class Tenant:

@@ -8,6 +8,7 @@ Time is driven by a ManualClock.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,143 @@ def test_hundreds_of_deployments_finish_within_a_simulated_minute(world: World) 
     changes = [e for e in world.events if e.kind == "deployment.state_change"]
     assert len(changes) == 900
     assert len(world.deployments.list("acme", state="failed", limit=1000)) == 30
+
+
+# --- webhook delivery to a real HTTP receiver on 127.0.0.1 ---------------------------------
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 answering each POST with the next scripted status
+    (then 200), recording method, path, headers and body."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.statuses = list(statuses or [])
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        host, port = self.server.server_address[:2]
+        self.url = f"http://{host!s}:{port}/hooks"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Any:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def webhooks(world: World) -> oc.WebhookService:
+    service = oc.WebhookService(world.store, clock=world.clock, allow=["127.0.0.1/32"])
+    service.follow(world.bus)
+    return service
+
+
+def test_deliveries_arrive_signed_and_verify_with_the_standard_webhooks_library(world: World, receiver: Receiver) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    # The reference verifier checks the signature's timestamp against the real time.
+    world.clock.set(dt.datetime.now(dt.timezone.utc))
+    hooks = webhooks(world)
+    endpoint = hooks.register("acme", receiver.url, ["state_change"])
+    d = world.deployments.create("acme", "checkout")
+    world.deployments.start(d.id)
+    assert hooks.run_due() == 2
+    assert len(receiver.requests) == 2
+    verifier = Webhook(endpoint.secret)
+    for path, headers, body in receiver.requests:
+        assert path == "/hooks"
+        payload = verifier.verify(body, headers)
+        assert payload["type"] == "deployment.state_change"
+        assert payload["data"]["deployment_id"] == d.id
+        assert {"tenant_id", "service_name", "old_state", "new_state", "timestamp", "duration_seconds", "links"} <= set(payload["data"])
+    assert [json.loads(b)["data"]["new_state"] for _, _, b in receiver.requests] == ["queued", "in_progress"]
+    assert {x.status for x in hooks.deliveries(endpoint_id=endpoint.id)} == {"delivered"}
+
+
+def test_retries_follow_the_schedule_exactly_then_exhaust(world: World) -> None:
+    receiver = Receiver([500] * 5)
+    try:
+        hooks = webhooks(world)
+        endpoint = hooks.register("acme", receiver.url, ["state_change"])
+        world.deployments.create("acme", "checkout")
+        sent_at = []
+        for _ in range(40):
+            if hooks.run_due():
+                sent_at.append((world.clock.now() - T0).total_seconds())
+            world.clock.advance(0.5)
+        assert sent_at == [0, 1, 3, 7, 15]
+        (delivery,) = hooks.deliveries(endpoint_id=endpoint.id)
+        assert (delivery.status, delivery.attempt_count) == ("exhausted", 5)
+        assert [a["status_code"] for a in delivery.attempts] == [500] * 5
+        again = hooks.redeliver(delivery.id)
+        assert again.status == "pending"
+        hooks.run_due()
+        assert hooks.delivery(delivery.id).status == "delivered"
+    finally:
+        receiver.close()
+
+
+def test_filters_and_the_rate_limit_hold_during_a_burst(world: World, receiver: Receiver) -> None:
+    hooks = webhooks(world)
+    failures = hooks.register("acme", receiver.url, ["state_change"], states=["failed"], rate_limit_per_minute=20)
+    for i in range(60):
+        d = world.deployments.create("acme", f"svc-{i}")
+        world.deployments.start(d.id)
+        world.deployments.fail(d.id, "canary failed")
+    sent_per_run = []
+    for _ in range(4):
+        sent_per_run.append(hooks.run_due())
+        world.clock.advance(60)
+    assert sent_per_run == [20, 20, 20, 0]
+    assert len(receiver.requests) == 60
+    assert all(json.loads(b)["data"]["new_state"] == "failed" for _, _, b in receiver.requests)
+    assert all(x.attempt_count == 1 for x in hooks.deliveries(endpoint_id=failures.id, limit=100))
+
+
+def test_bad_endpoints_are_refused_and_tenants_are_isolated(world: World, receiver: Receiver) -> None:
+    hooks = webhooks(world)
+    strict = oc.WebhookService(world.store, clock=world.clock)
+    with pytest.raises(oc.UnsafeUrlError):
+        strict.register("acme", receiver.url, ["state_change"])
+    for url in ("http://10.0.0.1/x", "http://169.254.169.254/latest", "http://localhost:8080/"):
+        with pytest.raises(oc.ValidationError):
+            hooks.register("acme", url, ["state_change"])
+    with pytest.raises(oc.ValidationError):
+        hooks.register("acme", receiver.url, ["deploy_finished"])
+    with pytest.raises(oc.TemplateError):
+        hooks.register("acme", receiver.url, ["state_change"], template="{% for %}")
+    with pytest.raises(oc.ValidationError):
+        hooks.register("acme", receiver.url, ["state_change"], rate_limit_per_minute=0)
+    mine = hooks.register("acme", receiver.url, ["state_change"])
+    hooks.register("globex", receiver.url, ["state_change"])
+    assert [e.id for e in hooks.list("acme")] == [mine.id]
+    world.deployments.create("acme", "checkout")
+    assert len(hooks.deliveries(tenant_id="acme")) == 1
+    assert hooks.deliveries(tenant_id="globex") == []
+    with pytest.raises(oc.UnknownDeliveryError):
+        hooks.delivery("dlv_nope")
+    with pytest.raises(oc.UnknownEndpointError):
+        hooks.get("ep_nope")
