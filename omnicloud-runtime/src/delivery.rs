@@ -80,7 +80,7 @@ impl HttpTransport {
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let response = builder.send().await.map_err(|e| error_chain(&e))?;
+        let response = builder.send().await.map_err(|e| crate::error_chain(&e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -111,18 +111,6 @@ impl WebhookTransport for HttpTransport {
         outcome.duration = started.elapsed();
         outcome
     }
-}
-
-/// An error with its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -11,3 +11,16 @@ pub mod demo;
 pub mod dns;
 pub mod migrate;
 pub mod probe;
+
+/// An error with its causes, joined by `: ` (reqwest's and hickory's top-level messages alone
+/// say little).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -95,7 +95,7 @@ async fn attempt(client: &reqwest::Client, target: &ProbeTarget) -> Result<(), S
                 .get(url)
                 .send()
                 .await
-                .map_err(|e| format!("{target}: {}", error_chain(&e)))?;
+                .map_err(|e| format!("{target}: {}", crate::error_chain(&e)))?;
             let status = response.status();
             if status.is_success() || status.is_redirection() {
                 Ok(())
@@ -108,18 +108,6 @@ async fn attempt(client: &reqwest::Client, target: &ProbeTarget) -> Result<(), S
             .map(drop)
             .map_err(|e| format!("{target}: {e}")),
     }
-}
-
-/// An error with its causes (reqwest's top-level message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
