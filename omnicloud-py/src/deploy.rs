@@ -13,6 +13,7 @@ use crate::events::EventBus;
 use crate::gateway::detached;
 use crate::store::Store;
 use crate::tenancy::tenant_id_arg;
+use crate::webhook::WebhookService;
 
 fn state_out<'py>(py: Python<'py>, state: DeploymentState) -> PyResult<Bound<'py, PyAny>> {
     py_enum(py, "DeploymentState", state.as_str())
@@ -114,21 +115,27 @@ pub struct DeploymentService {
 #[pymethods]
 impl DeploymentService {
     /// Deployments kept in `store` (in memory without one), timed by `clock`, announced on
-    /// `bus`.
+    /// `bus`; with `webhooks`, every deployment event is also queued for its tenant's
+    /// endpoints (queued, not sent: a transition never waits on a recipient).
     #[new]
-    #[pyo3(signature = (store = None, clock = None, bus = None))]
+    #[pyo3(signature = (store = None, clock = None, bus = None, webhooks = None))]
     fn new(
         py: Python<'_>,
         store: Option<&Bound<'_, Store>>,
         clock: Option<&Bound<'_, PyAny>>,
         bus: Option<&Bound<'_, EventBus>>,
+        webhooks: Option<&Bound<'_, WebhookService>>,
     ) -> PyResult<Self> {
         let clock = clock_arg(clock)?;
         let store = match store {
             Some(s) => s.get().inner.clone(),
             None => detached(py, omnicloud_core::store::Store::memory)?,
         };
-        let bus = bus.map(|b| b.get().inner.clone());
+        let mut bus = bus.map(|b| b.get().inner.clone());
+        if let Some(hooks) = webhooks {
+            let bus = bus.get_or_insert_with(omnicloud_core::events::EventBus::new);
+            hooks.get().follow_core(bus);
+        }
         Ok(Self {
             inner: Arc::new(core::DeploymentService::new(store, clock, bus)),
         })

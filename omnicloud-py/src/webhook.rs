@@ -250,6 +250,15 @@ pub struct WebhookService {
     transport: Arc<HttpTransport>,
 }
 
+impl WebhookService {
+    /// Subscribes the queue to `bus`: deployment events are queued as they are published.
+    pub(crate) fn follow_core(&self, bus: &omnicloud_core::events::EventBus) -> u64 {
+        let q = self.queue.clone();
+        bus.subscribe(None, move |envelope| q.enqueue(envelope).map(drop))
+            .0
+    }
+}
+
 #[pymethods]
 impl WebhookService {
     /// Endpoints and deliveries in `store` (in memory without one). `allow` lists networks
@@ -401,11 +410,7 @@ impl WebhookService {
 
     /// Queues deliveries for every deployment event published on `bus` from now on.
     fn follow(&self, bus: &Bound<'_, EventBus>) -> u64 {
-        let q = self.queue.clone();
-        bus.get()
-            .inner
-            .subscribe(None, move |envelope| q.enqueue(envelope).map(drop))
-            .0
+        self.follow_core(&bus.get().inner)
     }
 
     /// Sends every delivery due now (at most `limit`), recording each attempt; returns how

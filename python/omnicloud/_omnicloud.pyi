@@ -575,7 +575,11 @@ class DeploymentService:
     """Deployments of tenants' services, every change announced on the event bus."""
 
     def __new__(
-        cls, store: Store | None = None, clock: _Clock | None = None, bus: EventBus | None = None
+        cls,
+        store: Store | None = None,
+        clock: _Clock | None = None,
+        bus: EventBus | None = None,
+        webhooks: WebhookService | None = None,
     ) -> DeploymentService: ...
     def create(self, tenant_id: str, service_name: str) -> Deployment: ...
     def start(self, deployment_id: str) -> Deployment: ...

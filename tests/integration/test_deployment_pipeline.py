@@ -297,3 +297,25 @@ def test_bad_endpoints_are_refused_and_tenants_are_isolated(world: World, receiv
         hooks.delivery("dlv_nope")
     with pytest.raises(oc.UnknownEndpointError):
         hooks.get("ep_nope")
+
+
+def test_a_deployment_service_given_webhooks_queues_its_events_without_waiting(tmp_path: Path) -> None:
+    clock = oc.ManualClock(T0)
+    store = oc.Store.open(tmp_path / "d.db")
+    hooks = oc.WebhookService(store, clock=clock, allow=["127.0.0.1/32"])
+    # Nobody listens on this port: transitions must not care.
+    endpoint = hooks.register("acme", "http://127.0.0.1:9/hooks", ["state_change", "rollback_initiated"])
+    deployments = oc.DeploymentService(store, clock=clock, webhooks=hooks)
+    d = deployments.create("acme", "checkout")
+    deployments.start(d.id)
+    deployments.fail(d.id, "canary failed")
+    deployments.rollback(d.id, "automatic")
+    queued = hooks.deliveries(endpoint_id=endpoint.id)
+    assert sorted(x.event_type for x in queued) == ["rollback_initiated"] + ["state_change"] * 4
+    assert {x.status for x in queued} == {"pending"}
+    assert hooks.run_due() == 5
+    assert {x.status for x in hooks.deliveries(endpoint_id=endpoint.id)} == {"failed"}
+    for x in hooks.deliveries(endpoint_id=endpoint.id):
+        (attempt,) = x.attempts
+        assert attempt["status_code"] is None and attempt["error"], attempt
+        assert x.next_attempt_at == T0 + dt.timedelta(seconds=1)
