@@ -345,6 +345,8 @@ impl WebhookQueue {
         })?;
         let mut endpoints: HashMap<String, Option<WebhookEndpoint>> = HashMap::new();
         let mut requests = Vec::new();
+        // Deferrals and leases, written together before anything is handed out.
+        let mut next_at: Vec<(String, DateTime<Utc>)> = Vec::new();
         for row in rows {
             let delivery = self.decode(row)?;
             let endpoint = match endpoints.get(&delivery.endpoint_id) {
@@ -364,11 +366,11 @@ impl WebhookQueue {
                 continue;
             };
             if let Err(allowed_at) = self.acquire(&endpoint, now)? {
-                self.set_next(&delivery.id, Some(allowed_at))?;
+                next_at.push((delivery.id.clone(), allowed_at));
                 continue;
             }
             // Leased: nobody else claims it until the lease ends or the attempt is recorded.
-            self.set_next(&delivery.id, Some(now + CLAIM_LEASE))?;
+            next_at.push((delivery.id.clone(), now + CLAIM_LEASE));
             let timestamp = now.timestamp();
             let secrets = endpoint.signing_secrets(now);
             let signature = signature_header(
@@ -389,6 +391,7 @@ impl WebhookQueue {
                 body: delivery.body,
             });
         }
+        self.set_next(&next_at)?;
         Ok(requests)
     }
 
@@ -622,11 +625,19 @@ impl WebhookQueue {
         })
     }
 
-    fn set_next(&self, id: &str, next: Option<DateTime<Utc>>) -> Result<()> {
+    /// Moves the next attempt of each delivery, in one transaction.
+    fn set_next(&self, next_at: &[(String, DateTime<Utc>)]) -> Result<()> {
+        if next_at.is_empty() {
+            return Ok(());
+        }
         self.store.write(|tx| -> Result<()> {
-            tx.prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![id, next.map(format_timestamp)]))
+            let mut stmt = tx
+                .prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
                 .map_err(|e| self.sql(e))?;
+            for (id, at) in next_at {
+                stmt.execute(params![id, format_timestamp(*at)])
+                    .map_err(|e| self.sql(e))?;
+            }
             Ok(())
         })
     }
