@@ -370,6 +370,7 @@ fn deployment_data(d: &Deployment) -> Value {
         "started_at": d.started_at,
         "finished_at": d.finished_at,
         "duration_seconds": d.duration_seconds(d.updated_at),
+        "reason": d.reason,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::tenancy::tenant_id_arg;
 /// An event as delivered to a subscriber.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct Event {
-    inner: core::Envelope,
+    pub(crate) inner: core::Envelope,
 }
 
 #[pymethods]

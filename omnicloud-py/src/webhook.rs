@@ -1,18 +1,20 @@
 //! `Template`, `WebhookService`, `WebhookEndpoint` and `Delivery`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use omnicloud_core::deploy::DeploymentState;
 use omnicloud_core::webhook as core;
 use omnicloud_runtime::delivery::HttpTransport;
+use omnicloud_runtime::dispatcher::{DispatchSignal, Dispatcher, DispatcherConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::clock::clock_arg;
 use crate::convert::{json_from_py, json_to_py};
 use crate::errors::BindingError;
-use crate::events::EventBus;
+use crate::events::{Event, EventBus};
 use crate::gateway::detached;
 use crate::store::Store;
 use crate::tenancy::tenant_id_arg;
@@ -248,14 +250,29 @@ fn states_arg(states: Option<Vec<String>>) -> PyResult<Option<Vec<DeploymentStat
 pub struct WebhookService {
     queue: Arc<core::WebhookQueue>,
     transport: Arc<HttpTransport>,
+    guard: core::UrlGuard,
+    timeout: Duration,
+    signal: DispatchSignal,
+    dispatcher: Mutex<Option<Dispatcher>>,
 }
 
 impl WebhookService {
-    /// Subscribes the queue to `bus`: deployment events are queued as they are published.
+    /// Subscribes the queue to `bus`: deployment events are queued as they are published
+    /// (and a running dispatcher is woken).
     pub(crate) fn follow_core(&self, bus: &omnicloud_core::events::EventBus) -> u64 {
-        let q = self.queue.clone();
-        bus.subscribe(None, move |envelope| q.enqueue(envelope).map(drop))
-            .0
+        let (q, signal) = (self.queue.clone(), self.signal.clone());
+        bus.subscribe(None, move |envelope| {
+            q.enqueue(envelope)?;
+            signal.notify();
+            Ok(())
+        })
+        .0
+    }
+
+    fn dispatcher(&self) -> std::sync::MutexGuard<'_, Option<Dispatcher>> {
+        self.dispatcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -285,18 +302,22 @@ impl WebhookService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(BindingError::from)?;
         let guard = core::UrlGuard::new(allow);
-        let timeout = std::time::Duration::try_from_secs_f64(timeout_s)
+        let timeout = Duration::try_from_secs_f64(timeout_s)
             .ok()
-            .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(120))
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(120))
             .ok_or_else(|| {
                 BindingError::value(format!("timeout_s must be in (0, 120], got {timeout_s}"))
             })?;
         let transport = HttpTransport::new(guard.clone(), timeout)
             .map_err(|e| BindingError::value(e.to_string()))?;
-        let registry = core::EndpointRegistry::new(store.clone(), clock.clone(), guard);
+        let registry = core::EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
         Ok(Self {
             queue: Arc::new(core::WebhookQueue::new(store, clock, registry, base_url)),
             transport: Arc::new(transport),
+            guard,
+            timeout,
+            signal: DispatchSignal::new(),
+            dispatcher: Mutex::new(None),
         })
     }
 
@@ -483,7 +504,83 @@ impl WebhookService {
         })
     }
 
-    fn __repr__(&self) -> &'static str {
-        "WebhookService()"
+    /// Queues deliveries of `events` (deployment events, e.g. collected from a bus) for the
+    /// endpoints that want them, in one transaction; returns the deliveries' ids.
+    fn enqueue(&self, py: Python<'_>, events: Vec<PyRef<'_, Event>>) -> PyResult<Vec<String>> {
+        let envelopes: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        let q = self.queue.clone();
+        let ids = detached(py, move || q.enqueue_many(&envelopes))?;
+        self.signal.notify();
+        Ok(ids)
+    }
+
+    /// How many deliveries are due now (what a dispatcher still has to send).
+    fn due_count(&self, py: Python<'_>) -> PyResult<u64> {
+        let q = self.queue.clone();
+        detached(py, move || q.due_count())
+    }
+
+    /// Starts the background dispatcher (real time): due deliveries are sent concurrently,
+    /// at most `concurrency` at once, as they become due. Starting twice is a no-op.
+    #[pyo3(signature = (concurrency = 64))]
+    fn start(&self, py: Python<'_>, concurrency: usize) -> PyResult<()> {
+        if concurrency == 0 || concurrency > 4096 {
+            return Err(BindingError::value(format!(
+                "concurrency must be in 1..=4096, got {concurrency}"
+            ))
+            .into());
+        }
+        let mut running = self.dispatcher();
+        if running.as_ref().is_some_and(Dispatcher::is_running) {
+            return Ok(());
+        }
+        let mut config = DispatcherConfig::new(self.guard.clone(), self.timeout);
+        config.concurrency = concurrency;
+        let (q, signal) = (self.queue.clone(), self.signal.clone());
+        let dispatcher = detached(py, move || {
+            Dispatcher::start(q, config, signal).map_err(|e| BindingError::value(e.to_string()))
+        })?;
+        *running = Some(dispatcher);
+        Ok(())
+    }
+
+    /// Stops the background dispatcher; sends in flight get a short grace to finish (any
+    /// left are sent again later). A no-op when it is not running.
+    fn stop(&self, py: Python<'_>) {
+        let dispatcher = self.dispatcher().take();
+        if let Some(d) = dispatcher {
+            py.detach(move || d.stop());
+        }
+    }
+
+    /// Waits (up to `timeout_s`) until nothing is due and nothing is in flight; returns
+    /// whether that happened. Retries scheduled later are not waited for. Without a running
+    /// dispatcher nothing can progress: it answers at once whether nothing is due.
+    #[pyo3(signature = (timeout_s = 30.0))]
+    fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
+        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+            BindingError::value(format!(
+                "timeout_s must be a non-negative number, got {timeout_s}"
+            ))
+        })?;
+        let guard = self.dispatcher();
+        match guard.as_ref() {
+            Some(dispatcher) => Ok(py
+                .detach(|| dispatcher.flush(timeout))
+                .map_err(BindingError::from)?),
+            None => Ok(self.due_count(py)? == 0),
+        }
+    }
+
+    /// Whether the background dispatcher is running.
+    #[getter]
+    fn running(&self) -> bool {
+        self.dispatcher()
+            .as_ref()
+            .is_some_and(Dispatcher::is_running)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("WebhookService(running={})", self.running())
     }
 }

@@ -1,8 +1,7 @@
-//! `HttpTransport`: the real [`WebhookTransport`], POSTing signed webhook requests with
-//! reqwest on its own small tokio runtime, with a timeout, connection reuse, no redirects, and
-//! the SSRF guard applied at connect time: every address a host name resolves to is checked
-//! (a name that resolves to any refused address is refused), and IP-literal URLs are checked
-//! before sending.
+//! `WebhookClient` and `HttpTransport`: POSTing signed webhook requests with reqwest, with a
+//! timeout, connection reuse, no redirects, and the SSRF guard applied at connect time: every
+//! address a host name resolves to is checked (a name that resolves to any refused address is
+//! refused), and IP-literal URLs are checked before sending.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,22 +36,20 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// Sends webhook requests over HTTP(S).
-#[derive(Debug)]
-pub struct HttpTransport {
-    runtime: tokio::runtime::Runtime,
+/// The async HTTP(S) client that sends webhook requests: timeouts, connection reuse, no
+/// redirects, no proxy, and the guard at connect time. The dispatcher uses it on its own
+/// runtime; [`HttpTransport`] wraps it for synchronous callers.
+#[derive(Debug, Clone)]
+pub struct WebhookClient {
     client: reqwest::Client,
     guard: Arc<UrlGuard>,
 }
 
-impl HttpTransport {
-    /// A transport checking destinations with `guard`, each delivery bounded by `timeout`.
+impl WebhookClient {
+    /// A client checking destinations with `guard`, each delivery bounded by `timeout`.
     pub fn new(guard: UrlGuard, timeout: Duration) -> std::io::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let guard = Arc::new(guard);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
@@ -64,11 +61,22 @@ impl HttpTransport {
             .no_proxy()
             .build()
             .map_err(std::io::Error::other)?;
-        Ok(Self {
-            runtime,
-            client,
-            guard,
-        })
+        Ok(Self { client, guard })
+    }
+
+    /// Sends one request; never fails: a refused address, a connection error or a timeout
+    /// is reported in the outcome, with the time taken.
+    pub async fn send(&self, request: &WebhookRequest) -> AttemptOutcome {
+        let started = Instant::now();
+        let mut outcome = self
+            .post(request)
+            .await
+            .unwrap_or_else(|error| AttemptOutcome {
+                error: Some(error),
+                ..AttemptOutcome::default()
+            });
+        outcome.duration = started.elapsed();
+        outcome
     }
 
     async fn post(&self, request: &WebhookRequest) -> Result<AttemptOutcome, String> {
@@ -98,18 +106,30 @@ impl HttpTransport {
     }
 }
 
+/// Sends webhook requests over HTTP(S), one at a time, on its own small runtime (the
+/// synchronous [`WebhookTransport`] that `run_due` uses).
+#[derive(Debug)]
+pub struct HttpTransport {
+    runtime: tokio::runtime::Runtime,
+    client: WebhookClient,
+}
+
+impl HttpTransport {
+    /// A transport checking destinations with `guard`, each delivery bounded by `timeout`.
+    pub fn new(guard: UrlGuard, timeout: Duration) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime,
+            client: WebhookClient::new(guard, timeout)?,
+        })
+    }
+}
+
 impl WebhookTransport for HttpTransport {
     fn send(&self, request: &WebhookRequest) -> AttemptOutcome {
-        let started = Instant::now();
-        let mut outcome = self
-            .runtime
-            .block_on(self.post(request))
-            .unwrap_or_else(|error| AttemptOutcome {
-                error: Some(error),
-                ..AttemptOutcome::default()
-            });
-        outcome.duration = started.elapsed();
-        outcome
+        self.runtime.block_on(self.client.send(request))
     }
 }
 

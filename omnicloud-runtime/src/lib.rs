@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod delivery;
 pub mod demo;
+pub mod dispatcher;
 pub mod dns;
 pub mod migrate;
 pub mod probe;

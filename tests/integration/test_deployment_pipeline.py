@@ -319,3 +319,120 @@ def test_a_deployment_service_given_webhooks_queues_its_events_without_waiting(t
         (attempt,) = x.attempts
         assert attempt["status_code"] is None and attempt["error"], attempt
         assert x.next_attempt_at == T0 + dt.timedelta(seconds=1)
+
+
+# --- the background dispatcher (real time) -------------------------------------------------
+
+
+def real_time_world(tmp_path: Path) -> tuple[oc.DeploymentService, oc.WebhookService, oc.EventBus]:
+    store = oc.Store.open(tmp_path / "rt.db")
+    clock = oc.SystemClock()
+    bus = oc.EventBus(clock)
+    hooks = oc.WebhookService(store, clock=clock, allow=["127.0.0.1/32"], timeout_s=5.0)
+    hooks.follow(bus)
+    return oc.DeploymentService(store, clock=clock, bus=bus), hooks, bus
+
+
+def test_the_background_dispatcher_delivers_everything_due_in_real_time(tmp_path: Path, receiver: Receiver) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    deployments, hooks, _ = real_time_world(tmp_path)
+    endpoint = hooks.register("acme", receiver.url, ["state_change"], rate_limit_per_minute=10_000)
+    assert not hooks.running
+    hooks.start(concurrency=8)
+    hooks.start()  # already running: a no-op
+    assert hooks.running
+    for i in range(40):
+        d = deployments.create("acme", f"svc-{i}")
+        deployments.start(d.id)
+        deployments.complete(d.id)
+    assert hooks.flush(timeout_s=20.0)
+    assert hooks.due_count() == 0
+    delivered = hooks.deliveries(endpoint_id=endpoint.id, limit=500)
+    assert len(delivered) == 120
+    assert {(x.status, x.attempt_count) for x in delivered} == {("delivered", 1)}
+    verifier = Webhook(endpoint.secret)
+    ids = set()
+    for _, headers, body in receiver.requests:
+        verifier.verify(body, headers)
+        ids.add(headers["webhook-id"])
+    assert ids == {x.message_id for x in delivered}
+    hooks.stop()
+    assert not hooks.running
+    hooks.stop()
+
+
+def test_transitions_never_wait_for_a_stuck_receiver(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    release = threading.Event()
+    arrived = threading.Event()
+
+    class Stuck(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            arrived.set()
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stuck)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        deployments, hooks, _ = real_time_world(tmp_path)
+        hooks.register("acme", f"http://127.0.0.1:{server.server_address[1]}/x", ["state_change"], rate_limit_per_minute=10_000)
+        hooks.start(concurrency=4)
+        first = deployments.create("acme", "first")
+        assert arrived.wait(10), "the dispatcher never sent the first delivery"
+        # The receiver now holds every connection; deployments go on regardless.
+        done = []
+        for i in range(100):
+            d = deployments.create("acme", f"svc-{i}")
+            deployments.start(d.id)
+            done.append(deployments.complete(d.id).state)
+        assert done == ["completed"] * 100
+        assert not release.is_set()
+        assert hooks.due_count() > 0 or hooks.deliveries(endpoint_id=None, status="pending")
+        release.set()
+        assert hooks.flush(timeout_s=30.0)
+        assert {x.status for x in hooks.deliveries(limit=1000)} == {"delivered"}
+        assert deployments.get(first.id).state == "queued"
+    finally:
+        release.set()
+        hooks.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def test_collected_events_are_queued_in_one_batch(tmp_path: Path, receiver: Receiver) -> None:
+    deployments, hooks, bus = real_time_world(tmp_path)
+    seen: list[oc.Event] = []
+    bus.subscribe(seen.append)
+    for i in range(10):
+        deployments.create("acme", f"svc-{i}")
+    endpoint = hooks.register("acme", receiver.url, ["state_change"])
+    # Registered after the events were published: nothing queued for it yet.
+    assert hooks.deliveries(endpoint_id=endpoint.id) == []
+    ids = hooks.enqueue(seen)
+    assert len(ids) == 10
+    assert {x.id for x in hooks.deliveries(endpoint_id=endpoint.id)} == set(ids)
+    assert hooks.enqueue([]) == []
+    other = oc.EventBus(oc.SystemClock()).publish("custom", tenant_id="acme")
+    assert hooks.enqueue([other]) == []
+
+
+def test_dispatcher_bad_inputs_are_typed_errors(tmp_path: Path) -> None:
+    _, hooks, _ = real_time_world(tmp_path)
+    with pytest.raises(ValueError):
+        hooks.start(concurrency=0)
+    with pytest.raises(ValueError):
+        hooks.flush(timeout_s=-1.0)
+    with pytest.raises(TypeError):
+        hooks.enqueue([1, 2])  # type: ignore[list-item]
+    # Not running: flush answers at once whether anything is due.
+    assert hooks.flush(timeout_s=5.0)

@@ -197,41 +197,74 @@ impl WebhookQueue {
         &self.registry
     }
 
+    /// The clock deciding what is due.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Queues deliveries of a deployment event to every endpoint of its tenant that wants it
     /// (other events are ignored). One transaction; returns the deliveries' ids.
     pub fn enqueue(&self, envelope: &Envelope) -> Result<Vec<String>> {
-        let Ok(event_type) = EventType::parse(envelope.event.name()) else {
-            return Ok(Vec::new());
-        };
-        let Some(tenant) = envelope.event.tenant_id() else {
-            return Ok(Vec::new());
-        };
-        let data = envelope.event.data();
-        let state_field = match event_type {
-            EventType::StateChange => "new_state",
-            _ => "state",
-        };
-        let new_state = data
-            .get(state_field)
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<DeploymentState>().ok());
-        let endpoints: Vec<WebhookEndpoint> = self
-            .registry
-            .list(tenant)?
-            .into_iter()
-            .filter(|e| e.wants(event_type, new_state))
-            .collect();
-        if endpoints.is_empty() {
+        self.enqueue_many(std::slice::from_ref(envelope))
+    }
+
+    /// Queues deliveries of many events in one transaction (all or none); returns the
+    /// deliveries' ids in event order. Events that are not deployment events, or that no
+    /// endpoint wants, add nothing.
+    pub fn enqueue_many(&self, envelopes: &[Envelope]) -> Result<Vec<String>> {
+        let mut endpoints: HashMap<TenantId, Vec<WebhookEndpoint>> = HashMap::new();
+        let mut messages = Vec::new();
+        for envelope in envelopes {
+            let Some(tenant) = envelope.event.tenant_id() else {
+                continue;
+            };
+            if !endpoints.contains_key(tenant) {
+                endpoints.insert(tenant.clone(), self.registry.list(tenant)?);
+            }
+            let wanting = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
+            if let Some(message) = self.message(envelope, tenant, wanting) {
+                messages.push(message);
+            }
+        }
+        if messages.is_empty() {
             return Ok(Vec::new());
         }
+        let now = format_timestamp(self.clock.now());
+        self.store.write(|tx| -> Result<Vec<String>> {
+            let mut ids = Vec::new();
+            for message in &messages {
+                self.insert_message(tx, message, &now, &mut ids)
+                    .map_err(|e| self.sql(e))?;
+            }
+            Ok(ids)
+        })
+    }
+
+    /// The message an event becomes for the endpoints that want it, with each endpoint's
+    /// body rendered (or why it could not be), or `None` if no endpoint wants it.
+    fn message(
+        &self,
+        envelope: &Envelope,
+        tenant: &TenantId,
+        endpoints: &[WebhookEndpoint],
+    ) -> Option<Message> {
+        let event_type = EventType::parse(envelope.event.name()).ok()?;
+        let data = envelope.event.data();
+        let (_, new_state) = states_of(event_type, &data);
+        let wanting: Vec<&WebhookEndpoint> = endpoints
+            .iter()
+            .filter(|e| e.wants(event_type, new_state))
+            .collect();
+        if wanting.is_empty() {
+            return None;
+        }
         let payload = self.default_payload(envelope, event_type, &data);
-        let message_id = format!("msg_{}", generate_id().replace('-', ""));
-        let now = self.clock.now();
-        let bodies: Vec<(String, std::result::Result<String, String>)> = endpoints
+        let default_body = payload.to_string();
+        let bodies = wanting
             .iter()
             .map(|e| {
                 let body = match &e.template {
-                    None => Ok(payload.to_string()),
+                    None => Ok(default_body.clone()),
                     Some(t) => t
                         .render_json(&template_context(&payload))
                         .map(|v| v.to_string())
@@ -240,91 +273,103 @@ impl WebhookQueue {
                 (e.id.clone(), body)
             })
             .collect();
-        let ids = self.store.write(|tx| -> Result<Vec<String>> {
-            tx.execute(
-                "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    message_id,
-                    tenant.as_str(),
-                    event_type.as_str(),
-                    envelope.id,
-                    format_timestamp(envelope.at)
-                ],
-            )
-            .map_err(|e| self.sql(e))?;
-            let mut ids = Vec::with_capacity(bodies.len());
-            for (endpoint_id, body) in &bodies {
-                let id = format!("dlv_{}", generate_id().replace('-', ""));
-                let (status, next, text) = match body {
-                    Ok(text) => (
-                        DeliveryStatus::Pending,
-                        Some(format_timestamp(now)),
-                        text.clone(),
-                    ),
-                    Err(_) => (DeliveryStatus::Exhausted, None, String::new()),
-                };
-                tx.prepare_cached(&format!(
-                    "INSERT INTO webhook_deliveries ({COLUMNS}, budget_base)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0)"
-                ))
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        id,
-                        endpoint_id,
-                        message_id,
-                        tenant.as_str(),
-                        event_type.as_str(),
-                        status.as_str(),
-                        next,
-                        text,
-                        format_timestamp(now)
-                    ])
-                })
-                .map_err(|e| self.sql(e))?;
-                if let Err(reason) = body {
-                    insert_attempt(tx, &id, 1, endpoint_id, now, None, Some(reason), 0)
-                        .map_err(|e| self.sql(e))?;
-                    tx.execute(
-                        "UPDATE webhook_deliveries SET attempts = 1 WHERE id = ?1",
-                        [&id],
-                    )
-                    .map_err(|e| self.sql(e))?;
-                }
-                ids.push(id);
+        Some(Message {
+            id: format!("msg_{}", generate_id().replace('-', "")),
+            tenant: tenant.clone(),
+            event_type,
+            event_id: envelope.id.clone(),
+            occurred_at: format_timestamp(envelope.at),
+            bodies,
+        })
+    }
+
+    /// Writes a message and its deliveries; a delivery whose body could not be rendered is
+    /// exhausted at once, with the reason as its only attempt.
+    fn insert_message(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        message: &Message,
+        now: &str,
+        ids: &mut Vec<String>,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            message.id,
+            message.tenant.as_str(),
+            message.event_type.as_str(),
+            message.event_id,
+            message.occurred_at
+        ])?;
+        for (endpoint_id, body) in &message.bodies {
+            let id = format!("dlv_{}", generate_id().replace('-', ""));
+            let (status, next, text, attempts) = match body {
+                Ok(text) => (DeliveryStatus::Pending, Some(now), text.as_str(), 0),
+                Err(_) => (DeliveryStatus::Exhausted, None, "", 1),
+            };
+            tx.prepare_cached(&format!(
+                "INSERT INTO webhook_deliveries ({COLUMNS}, budget_base)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 0)"
+            ))?
+            .execute(params![
+                id,
+                endpoint_id,
+                message.id,
+                message.tenant.as_str(),
+                message.event_type.as_str(),
+                status.as_str(),
+                attempts,
+                next,
+                text,
+                now
+            ])?;
+            if let Err(reason) = body {
+                insert_attempt(tx, &id, 1, endpoint_id, now, None, Some(reason), 0)?;
             }
-            Ok(ids)
-        })?;
-        Ok(ids)
+            ids.push(id);
+        }
+        Ok(())
     }
 
     /// The payload sent when the endpoint has no template (Standard Webhooks' shape: `type`,
-    /// `timestamp`, `data`).
+    /// `timestamp`, `data`). `health_check_failed` also names the failed `check`.
     fn default_payload(&self, envelope: &Envelope, event_type: EventType, data: &Value) -> Value {
         let id = data
             .get("deployment_id")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let (old_state, new_state) = states_of(event_type, data);
+        let field = |name: &str| data.get(name).cloned().unwrap_or(Value::Null);
+        let reason = match event_type {
+            EventType::HealthCheckFailed => field("detail"),
+            _ => field("reason"),
+        };
         let base = &self.base_url;
-        json!({
+        let mut payload = json!({
             "type": event_type.event_name(),
             "event_id": envelope.id,
             "timestamp": format_timestamp(envelope.at),
             "data": {
                 "deployment_id": id,
-                "tenant_id": data.get("tenant_id"),
-                "service_name": data.get("service_name"),
-                "old_state": data.get("old_state").cloned().unwrap_or(Value::Null),
-                "new_state": data.get("new_state").or_else(|| data.get("state")),
+                "tenant_id": field("tenant_id"),
+                "service_name": field("service_name"),
+                "old_state": old_state.map_or(Value::Null, |s| json!(s)),
+                "new_state": new_state.map_or(Value::Null, |s| json!(s)),
                 "timestamp": format_timestamp(envelope.at),
-                "duration_seconds": data.get("duration_seconds"),
-                "reason": data.get("reason").or_else(|| data.get("detail")).cloned().unwrap_or(Value::Null),
+                "duration_seconds": field("duration_seconds"),
+                "reason": reason,
                 "links": {
                     "deployment": format!("{base}/v1/deployments/{id}"),
                     "logs": format!("{base}/v1/deployments/{id}/logs"),
                 },
             },
-        })
+        });
+        if event_type == EventType::HealthCheckFailed {
+            payload["data"]["check"] = field("check");
+        }
+        payload
     }
 
     /// Claims up to `limit` due deliveries: each is leased, rate-limited per endpoint (a
@@ -399,74 +444,132 @@ impl WebhookQueue {
     /// disables the endpoint; anything else schedules the next attempt (the later of the
     /// retry schedule and a 429/503 `Retry-After`) or exhausts the delivery when none is left.
     pub fn record(&self, delivery_id: &str, outcome: &AttemptOutcome) -> Result<Delivery> {
+        self.record_many(&[(delivery_id.to_owned(), outcome.clone())])?;
+        self.delivery(delivery_id)
+    }
+
+    /// Records many attempts' outcomes (as [`record`](Self::record) does each) in one
+    /// transaction: what a dispatcher does with the attempts that finished together.
+    pub fn record_many(&self, outcomes: &[(String, AttemptOutcome)]) -> Result<()> {
         let now = self.clock.now();
-        let delivery = self.delivery(delivery_id)?;
-        let max_attempts = match self.registry.get(&delivery.endpoint_id, None) {
-            Ok(e) => e.max_attempts,
-            Err(_) => 0,
-        };
-        let code = outcome.status_code;
-        let gone = code == Some(410);
-        let base: u32 = self.store.read(|c| {
-            c.query_row(
-                "SELECT budget_base FROM webhook_deliveries WHERE id = ?1",
-                [delivery_id],
-                |r| r.get(0),
-            )
-        })?;
-        let attempt = delivery.attempts + 1;
-        let (status, next) = if code.is_some_and(|c| (200..300).contains(&c)) {
-            (DeliveryStatus::Delivered, None)
-        } else if gone || max_attempts == 0 {
-            (DeliveryStatus::Exhausted, None)
-        } else {
-            let retry_after = outcome
-                .retry_after
-                .filter(|_| matches!(code, Some(429 | 503)));
-            let policy = RetryPolicy::with_max_attempts(max_attempts)?;
-            match policy.next_attempt_at(attempt - base, now, retry_after) {
-                Some(at) => (DeliveryStatus::Failed, Some(at)),
-                None => (DeliveryStatus::Exhausted, None),
-            }
-        };
-        let error = outcome.error.clone().or_else(|| {
-            code.filter(|c| !(200..300).contains(c))
-                .map(|c| format!("the receiver answered HTTP {c}"))
-        });
-        let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
-        self.store.write(|tx| -> Result<()> {
-            insert_attempt(
-                tx,
+        let at = format_timestamp(now);
+        let mut max_attempts: HashMap<String, u32> = HashMap::new();
+        let mut rows = Vec::with_capacity(outcomes.len());
+        for (delivery_id, outcome) in outcomes {
+            let (endpoint_id, attempts, base) = self.attempt_budget(delivery_id)?;
+            let max = match max_attempts.get(&endpoint_id) {
+                Some(max) => *max,
+                None => {
+                    let max = self
+                        .registry
+                        .get(&endpoint_id, None)
+                        .map_or(0, |e| e.max_attempts);
+                    max_attempts.insert(endpoint_id.clone(), max);
+                    max
+                }
+            };
+            let (status, next) = outcome_status(outcome, attempts + 1 - base, max, now)?;
+            rows.push((
                 delivery_id,
-                attempt,
-                &delivery.endpoint_id,
-                now,
-                code,
-                error.as_deref(),
-                duration_ms,
-            )
-            .map_err(|e| self.sql(e))?;
-            tx.prepare_cached(
-                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
-                     updated_at = ?5 WHERE id = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
+                endpoint_id,
+                attempts + 1,
+                status,
+                next,
+                outcome,
+            ));
+        }
+        self.store.write(|tx| -> Result<()> {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET status = ?2, attempts = ?3,
+                         next_attempt_at = ?4, updated_at = ?5 WHERE id = ?1",
+                )
+                .map_err(|e| self.sql(e))?;
+            for (delivery_id, endpoint_id, attempt, status, next, outcome) in &rows {
+                let code = outcome.status_code;
+                let error = outcome.error.clone().or_else(|| {
+                    code.filter(|c| !(200..300).contains(c))
+                        .map(|c| format!("the receiver answered HTTP {c}"))
+                });
+                let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+                insert_attempt(
+                    tx,
                     delivery_id,
-                    status.as_str(),
-                    attempt,
-                    next.map(format_timestamp),
-                    format_timestamp(now)
-                ])
-            })
-            .map_err(|e| self.sql(e))?;
+                    *attempt,
+                    endpoint_id,
+                    &at,
+                    code,
+                    error.as_deref(),
+                    duration_ms,
+                )
+                .map_err(|e| self.sql(e))?;
+                update
+                    .execute(params![
+                        delivery_id,
+                        status.as_str(),
+                        attempt,
+                        next.map(format_timestamp),
+                        at
+                    ])
+                    .map_err(|e| self.sql(e))?;
+            }
             Ok(())
         })?;
-        if gone {
+        let mut gone: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.5.status_code == Some(410))
+            .map(|r| r.1.as_str())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        for endpoint_id in gone {
             self.registry
-                .disable(&delivery.endpoint_id, "the receiver answered 410 Gone")?;
+                .disable(endpoint_id, "the receiver answered 410 Gone")?;
         }
-        self.delivery(delivery_id)
+        Ok(())
+    }
+
+    /// A delivery's endpoint, attempts made, and the attempt count its current budget
+    /// started from (moved by a redelivery).
+    fn attempt_budget(&self, delivery_id: &str) -> Result<(String, u32, u32)> {
+        let row = self.store.read(|c| {
+            c.prepare_cached(
+                "SELECT endpoint_id, attempts, budget_base FROM webhook_deliveries WHERE id = ?1",
+            )?
+            .query_row([delivery_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+        })?;
+        row.ok_or_else(|| unknown_delivery(delivery_id))
+    }
+
+    /// How many deliveries are due now (pending or failed with their next attempt not in
+    /// the future): what a dispatcher still has to do.
+    pub fn due_count(&self) -> Result<u64> {
+        let now = format_timestamp(self.clock.now());
+        Ok(self.store.read(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM webhook_deliveries
+                 WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1",
+            )?
+            .query_row([now], |r| r.get(0))
+        })?)
+    }
+
+    /// When the earliest scheduled attempt is due, if any is scheduled.
+    pub fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self.store.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM webhook_deliveries
+                 WHERE next_attempt_at IS NOT NULL",
+            )?
+            .query_row([], |r| r.get(0))
+        })?;
+        next.map(|t| {
+            self.store
+                .decode_time("webhook_deliveries", "next_attempt_at", &t)
+                .map_err(Error::from)
+        })
+        .transpose()
     }
 
     /// Claims what is due and sends it through `transport`, one request after another,
@@ -609,7 +712,7 @@ impl WebhookQueue {
                 &delivery.id,
                 delivery.attempts + 1,
                 &delivery.endpoint_id,
-                now,
+                &format_timestamp(now),
                 None,
                 Some("the endpoint is disabled or deleted"),
                 0,
@@ -688,6 +791,61 @@ impl WebhookQueue {
     }
 }
 
+/// An event's `old_state` and `new_state` as payloads and state filters see them: a state
+/// change's two states; a rollback moves from the current state to `rolled_back`; a failed
+/// health check has only the current state, as its `new_state`.
+fn states_of(
+    event_type: EventType,
+    data: &Value,
+) -> (Option<DeploymentState>, Option<DeploymentState>) {
+    let state = |name: &str| {
+        data.get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DeploymentState>().ok())
+    };
+    match event_type {
+        EventType::StateChange => (state("old_state"), state("new_state")),
+        EventType::RollbackInitiated => (state("state"), Some(DeploymentState::RolledBack)),
+        EventType::HealthCheckFailed => (None, state("state")),
+    }
+}
+
+/// A message about to be written: its deliveries' endpoints and bodies (or why the
+/// endpoint's template could not render one).
+struct Message {
+    id: String,
+    tenant: TenantId,
+    event_type: EventType,
+    event_id: String,
+    occurred_at: String,
+    bodies: Vec<(String, std::result::Result<String, String>)>,
+}
+
+/// Where a delivery stands after an attempt, the `attempt`-th of its budget of
+/// `max_attempts`, and when its next attempt is due.
+fn outcome_status(
+    outcome: &AttemptOutcome,
+    attempt: u32,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> Result<(DeliveryStatus, Option<DateTime<Utc>>)> {
+    let code = outcome.status_code;
+    if code.is_some_and(|c| (200..300).contains(&c)) {
+        return Ok((DeliveryStatus::Delivered, None));
+    }
+    if code == Some(410) || max_attempts == 0 {
+        return Ok((DeliveryStatus::Exhausted, None));
+    }
+    let retry_after = outcome
+        .retry_after
+        .filter(|_| matches!(code, Some(429 | 503)));
+    let policy = RetryPolicy::with_max_attempts(max_attempts)?;
+    Ok(match policy.next_attempt_at(attempt, now, retry_after) {
+        Some(at) => (DeliveryStatus::Failed, Some(at)),
+        None => (DeliveryStatus::Exhausted, None),
+    })
+}
+
 /// What a template sees: every field of the default payload's `data`, plus `type`,
 /// `event_id` and the whole default `payload`.
 fn template_context(payload: &Value) -> Value {
@@ -706,7 +864,7 @@ fn insert_attempt(
     delivery_id: &str,
     attempt: u32,
     endpoint_id: &str,
-    at: DateTime<Utc>,
+    at: &str,
     status_code: Option<u16>,
     error: Option<&str>,
     duration_ms: u64,
@@ -719,7 +877,7 @@ fn insert_attempt(
         delivery_id,
         attempt,
         endpoint_id,
-        format_timestamp(at),
+        at,
         status_code,
         error,
         duration_ms
