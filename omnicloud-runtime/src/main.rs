@@ -11,8 +11,7 @@ use omnicloud_core::store::Store;
 use omnicloud_runtime::cli::{AuditCommand, Cli, Command};
 use omnicloud_runtime::demo;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = std::io::stdout().lock();
     let result = match cli.command {

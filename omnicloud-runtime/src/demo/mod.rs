@@ -20,6 +20,7 @@ use omnicloud_core::tenancy::{Tenant, TenantRegistry};
 
 mod billing;
 mod failover;
+mod webhooks;
 
 /// The database file the demo uses when none is given.
 pub const DEFAULT_DB: &str = "omnicloud-demo.db";
@@ -237,6 +238,9 @@ pub fn run(
     // Failover: a simulated regional outage.
     let failover_ok = failover::run(&mut t, &store, state.clone(), clock.now())?;
 
+    // Deployments and webhooks: events delivered to a local receiver, one endpoint failing.
+    let webhooks_ok = webhooks::run(&mut t, &store, clock.now())?;
+
     // Billing.
     let billing_ok = billing::run(&mut t, &store)?;
 
@@ -314,6 +318,7 @@ pub fn run(
     )?;
     Ok(
         if failover_ok
+            && webhooks_ok
             && billing_ok
             && original.is_intact()
             && copy_report.first_violation.is_some()
@@ -416,6 +421,11 @@ mod tests {
             "3 × 3600 s plus 20 s of overlap billed in both regions",
             "failback completed",
             "legacy invoice LEG-2025-12-0001 still 42.00 USD (legacy: true)",
+            "checkout-api: queued -> in_progress -> failed -> rolled_back; each transition returned at once, 9 deliveries queued",
+            "ci received 6 events, every signature verified: yes",
+            "exhausted after 5 attempts at +0, +1, +3, +7, +15 s (503 each time)",
+            "statuses: ci 6 delivered; pager 3 exhausted",
+            "pager rollback_initiated (rolled_back): exhausted after 5 attempts",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
