@@ -54,6 +54,9 @@ pub enum Error {
     /// Deployments: unknown deployments, transitions the lifecycle does not allow.
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// API keys: a key that does not authenticate, an unknown key, the random source.
+    #[error(transparent)]
+    ApiKey(#[from] ApiKeyError),
 }
 
 /// A shorthand for results whose error is a core [`Error`].
@@ -731,5 +734,27 @@ pub enum DeployError {
         from: crate::deploy::DeploymentState,
         /// Where it was asked to go.
         to: crate::deploy::DeploymentState,
+    },
+}
+
+/// API keys: authentication and key management.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiKeyError {
+    /// The presented key does not authenticate. Deliberately one case for a malformed,
+    /// unknown or revoked key and a wrong secret, so a caller learns nothing about which.
+    #[error("invalid API key")]
+    InvalidKey,
+    /// No key has this id (for this tenant).
+    #[error("unknown API key {key_id:?}")]
+    UnknownKey {
+        /// The id asked for.
+        key_id: String,
+    },
+    /// The operating system's random source failed while generating a key.
+    #[error("cannot generate an API key: the system random source failed: {reason}")]
+    RandomUnavailable {
+        /// The operating system's error, in words.
+        reason: String,
     },
 }

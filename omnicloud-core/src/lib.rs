@@ -11,6 +11,7 @@
 //! - [`store`]: the embedded SQLite database with versioned migrations;
 //! - [`audit`]: the append-only, hash-chained audit trail;
 //! - [`events`]: the typed event bus joining the capabilities;
+//! - [`apikey`]: per-tenant API keys (stored hashed) that authenticate REST callers;
 //! - [`error`]: one error enum per domain, gathered in [`Error`];
 //! - [`billing`]: currencies and exact money.
 //!
@@ -29,6 +30,7 @@
 //! # Ok::<(), omnicloud_core::Error>(())
 //! ```
 
+pub mod apikey;
 pub mod audit;
 pub mod billing;
 pub mod clock;

@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use omnicloud_core::error::{
-    AuditError, BillingError, DeployError, Error as CoreError, FailoverError, MoneyError,
-    SchedulingError, SnapshotError, StateError, StoreError, TenancyError, ValidationError,
-    WebhookError,
+    ApiKeyError, AuditError, BillingError, DeployError, Error as CoreError, FailoverError,
+    MoneyError, SchedulingError, SnapshotError, StateError, StoreError, TenancyError,
+    ValidationError, WebhookError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -190,6 +190,9 @@ fn classify(err: &BindingError) -> (&'static str, Vec<(&'static str, Field)>) {
         CoreError::Billing(e) => classify_billing(e),
         CoreError::Failover(e) => classify_failover(e),
         CoreError::Deploy(e) => classify_deploy(e),
+        CoreError::ApiKey(ApiKeyError::UnknownKey { key_id }) => {
+            ("UnknownApiKeyError", vec![("key_id", Text(key_id.clone()))])
+        }
         CoreError::Webhook(e) => classify_webhook(e),
         CoreError::State(e) => classify_state(e),
         CoreError::Scheduling(e) => classify_scheduling(e),

@@ -20,6 +20,7 @@ mod failover;
 mod gateway;
 mod money;
 mod scheduling;
+mod server;
 mod snapshot;
 mod state;
 mod store;
@@ -69,6 +70,8 @@ mod _omnicloud {
     use super::scheduling::{
         AffinityRule, Node, NodeUsage, Placement, PlacementGroup, Scheduler, WorkloadRequest,
     };
+    #[pymodule_export]
+    use super::server::Server;
     #[pymodule_export]
     use super::snapshot::{SnapshotInfo, SnapshotManager};
     #[pymodule_export]

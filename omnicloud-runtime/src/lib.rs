@@ -5,6 +5,7 @@
 //! `omnicloud` command. The core decides what to do; this crate does it. It holds no domain
 //! rules of its own.
 
+pub mod api;
 pub mod cli;
 pub mod delivery;
 pub mod demo;
@@ -12,6 +13,7 @@ pub mod dispatcher;
 pub mod dns;
 pub mod migrate;
 pub mod probe;
+pub mod server;
 
 /// An error with its causes, joined by `: ` (reqwest's and hickory's top-level messages alone
 /// say little).

@@ -53,6 +53,7 @@ from omnicloud._omnicloud import (
     Resource,
     Scheduler,
     SemanticEquality,
+    Server,
     SnapshotInfo,
     SnapshotManager,
     StateMachine,
@@ -118,6 +119,7 @@ from omnicloud.exceptions import (
     UnsafeUrlError,
     UnknownEndpointError,
     UnknownDeliveryError,
+    UnknownApiKeyError,
     UnknownDeploymentError,
     DeploymentTransitionError,
     UnknownResourceError,
@@ -205,6 +207,8 @@ __all__ = [
     "NodeUsage",
     "Scheduler",
     "NaiveScheduler",
+    # REST API
+    "Server",
     # exceptions
     "OmniCloudError",
     "ValidationError",
@@ -233,6 +237,7 @@ __all__ = [
     "UnsafeUrlError",
     "UnknownEndpointError",
     "UnknownDeliveryError",
+    "UnknownApiKeyError",
     "UnknownDeploymentError",
     "DeploymentTransitionError",
     "UnknownResourceError",

@@ -41,6 +41,7 @@ __all__ = [
     "UnsafeUrlError",
     "UnknownEndpointError",
     "UnknownDeliveryError",
+    "UnknownApiKeyError",
     "UnknownDeploymentError",
     "DeploymentTransitionError",
     "UnknownResourceError",
@@ -243,6 +244,12 @@ class UnknownDeliveryError(OmniCloudError, LookupError):
     """No webhook delivery has this id for this tenant (``delivery_id``)."""
 
     delivery_id: str
+
+
+class UnknownApiKeyError(OmniCloudError, LookupError):
+    """No API key has this id for this tenant (``key_id``)."""
+
+    key_id: str
 
 
 class UnknownDeploymentError(OmniCloudError, LookupError):

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks: tenants' endpoints and the durable delivery queue",
         sql: crate::webhook::SCHEMA,
     },
+    Migration {
+        version: 10,
+        name: "api keys: tenants' REST API keys (hashed)",
+        sql: crate::apikey::SCHEMA,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").

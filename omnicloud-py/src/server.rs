@@ -1,0 +1,186 @@
+//! `Server`: the REST API (and its webhook dispatcher) started in-process.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use omnicloud_core::webhook::IpNetwork;
+use omnicloud_runtime::server::{self as runtime, ServerConfig};
+use pyo3::prelude::*;
+
+use crate::errors::BindingError;
+use crate::gateway::detached;
+use crate::tenancy::tenant_id_arg;
+
+/// The REST API on `host:port` over the database file `db_path` (in memory without one),
+/// with the webhook dispatcher delivering in the background. `allow` lists networks webhook
+/// destinations may be in although the SSRF guard refuses them (tests allow `127.0.0.1`).
+#[pyclass(frozen, module = "omnicloud._omnicloud")]
+pub struct Server {
+    config: ServerConfig,
+    running: Mutex<Option<runtime::Server>>,
+}
+
+impl Server {
+    fn running(&self) -> MutexGuard<'_, Option<runtime::Server>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_server<T>(&self, f: impl FnOnce(&runtime::Server) -> PyResult<T>) -> PyResult<T> {
+        match self.running().as_ref() {
+            Some(server) => f(server),
+            None => {
+                Err(BindingError::value("the server is not running: call start() first").into())
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (db_path = None, host = "127.0.0.1", port = 0, allow = Vec::new(), base_url = None, delivery_timeout_s = 15.0, concurrency = 64))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        db_path: Option<PathBuf>,
+        host: &str,
+        port: u16,
+        allow: Vec<String>,
+        base_url: Option<String>,
+        delivery_timeout_s: f64,
+        concurrency: usize,
+    ) -> PyResult<Self> {
+        let allow = allow
+            .iter()
+            .map(|a| IpNetwork::parse(a).map_err(omnicloud_core::Error::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BindingError::from)?;
+        let delivery_timeout = Duration::try_from_secs_f64(delivery_timeout_s)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(120))
+            .ok_or_else(|| {
+                BindingError::value(format!(
+                    "delivery_timeout_s must be in (0, 120], got {delivery_timeout_s}"
+                ))
+            })?;
+        if concurrency == 0 || concurrency > 4096 {
+            return Err(BindingError::value(format!(
+                "concurrency must be in 1..=4096, got {concurrency}"
+            ))
+            .into());
+        }
+        if host.trim().is_empty() {
+            return Err(BindingError::value("host must not be empty").into());
+        }
+        Ok(Self {
+            config: ServerConfig {
+                db_path,
+                host: host.to_owned(),
+                port,
+                allow,
+                base_url,
+                delivery_timeout,
+                concurrency,
+            },
+            running: Mutex::new(None),
+        })
+    }
+
+    /// Starts serving in the background; returns the base URL (`http://host:port`). Starting
+    /// a running server returns its URL again.
+    fn start(&self, py: Python<'_>) -> PyResult<String> {
+        let mut running = self.running();
+        if let Some(server) = running.as_ref() {
+            return Ok(server.base_url().to_owned());
+        }
+        let config = self.config.clone();
+        let server = detached(py, move || {
+            runtime::Server::start(&config).map_err(|e| match e {
+                runtime::ServerError::Core(core) => BindingError::from(core),
+                io @ runtime::ServerError::Io { .. } => BindingError::value(io.to_string()),
+            })
+        })?;
+        let url = server.base_url().to_owned();
+        *running = Some(server);
+        Ok(url)
+    }
+
+    /// Stops serving (requests in progress finish) and stops the dispatcher. A no-op when
+    /// not running; the server can be started again.
+    fn stop(&self, py: Python<'_>) {
+        let server = self.running().take();
+        if let Some(server) = server {
+            py.detach(move || server.stop());
+        }
+    }
+
+    /// The base URL while running, else None.
+    #[getter]
+    fn base_url(&self) -> Option<String> {
+        self.running().as_ref().map(|s| s.base_url().to_owned())
+    }
+
+    /// Whether it is serving.
+    #[getter]
+    fn is_running(&self) -> bool {
+        self.running()
+            .as_ref()
+            .is_some_and(runtime::Server::is_running)
+    }
+
+    /// Issues an API key for `tenant_id` and returns it (`ock_<id>_<secret>`); only its hash
+    /// is stored, so this is the one time it is seen.
+    #[pyo3(signature = (tenant_id, name = "default"))]
+    fn issue_api_key(&self, py: Python<'_>, tenant_id: &str, name: &str) -> PyResult<String> {
+        let tenant = tenant_id_arg(tenant_id)?;
+        self.with_server(|server| {
+            let keys = server.state().keys.clone();
+            let name = name.to_owned();
+            detached(py, move || keys.issue(&tenant, &name).map(|(_, key)| key))
+        })
+    }
+
+    /// Revokes the tenant's key with this id (the part between `ock_` and the next `_`).
+    fn revoke_api_key(&self, py: Python<'_>, tenant_id: &str, key_id: &str) -> PyResult<()> {
+        let tenant = tenant_id_arg(tenant_id)?;
+        self.with_server(|server| {
+            let keys = server.state().keys.clone();
+            let id = key_id.to_owned();
+            detached(py, move || keys.revoke(&id, &tenant).map(drop))
+        })
+    }
+
+    /// Waits (up to `timeout_s`) until no webhook delivery is due or in flight; returns
+    /// whether that happened.
+    #[pyo3(signature = (timeout_s = 30.0))]
+    fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
+        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+            BindingError::value(format!(
+                "timeout_s must be a non-negative number, got {timeout_s}"
+            ))
+        })?;
+        self.with_server(|server| {
+            Ok(py
+                .detach(|| server.dispatcher().flush(timeout))
+                .map_err(BindingError::from)?)
+        })
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match self.base_url() {
+            Some(url) => format!("Server({url:?}, running)"),
+            None => "Server(stopped)".to_owned(),
+        }
+    }
+}
