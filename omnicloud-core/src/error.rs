@@ -680,6 +680,12 @@ pub enum WebhookError {
         /// What is wrong.
         reason: String,
     },
+    /// A delivery queue's claim lease is unusable (shorter than a second).
+    #[error("invalid claim lease of {lease_ms} ms: it must be at least 1 s")]
+    InvalidClaimLease {
+        /// The lease asked for, in milliseconds.
+        lease_ms: i64,
+    },
     /// A webhook URL is malformed, or written in a form the SSRF guard refuses because
     /// parsers disagree on it (a numeric host that is not a dotted quad, a percent-encoded
     /// host, credentials in the URL).

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use omnicloud_core::webhook::IpNetwork;
 use omnicloud_runtime::server::{self as runtime, ServerConfig};
 use pyo3::prelude::*;
 
 use crate::errors::BindingError;
 use crate::gateway::detached;
 use crate::tenancy::tenant_id_arg;
+use crate::webhook::{delivery_timing, networks_arg};
 
 /// The REST API on `host:port` over the database file `db_path` (in memory without one),
 /// with the webhook dispatcher delivering in the background. `allow` lists networks webhook
@@ -39,7 +39,7 @@ impl Server {
 #[pymethods]
 impl Server {
     #[new]
-    #[pyo3(signature = (db_path = None, host = "127.0.0.1", port = 0, allow = Vec::new(), base_url = None, delivery_timeout_s = 15.0, concurrency = 64))]
+    #[pyo3(signature = (db_path = None, host = "127.0.0.1", port = 0, allow = Vec::new(), base_url = None, delivery_timeout_s = 15.0, concurrency = 64, claim_lease_s = 60.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         db_path: Option<PathBuf>,
@@ -49,20 +49,10 @@ impl Server {
         base_url: Option<String>,
         delivery_timeout_s: f64,
         concurrency: usize,
+        claim_lease_s: f64,
     ) -> PyResult<Self> {
-        let allow = allow
-            .iter()
-            .map(|a| IpNetwork::parse(a).map_err(omnicloud_core::Error::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(BindingError::from)?;
-        let delivery_timeout = Duration::try_from_secs_f64(delivery_timeout_s)
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(120))
-            .ok_or_else(|| {
-                BindingError::value(format!(
-                    "delivery_timeout_s must be in (0, 120], got {delivery_timeout_s}"
-                ))
-            })?;
+        let allow = networks_arg(&allow)?;
+        let (delivery_timeout, claim_lease) = delivery_timing(delivery_timeout_s, claim_lease_s)?;
         if concurrency == 0 || concurrency > 4096 {
             return Err(BindingError::value(format!(
                 "concurrency must be in 1..=4096, got {concurrency}"
@@ -81,6 +71,7 @@ impl Server {
                 base_url,
                 delivery_timeout,
                 concurrency,
+                claim_lease,
             },
             running: Mutex::new(None),
         })
@@ -97,7 +88,7 @@ impl Server {
         let server = detached(py, move || {
             runtime::Server::start(&config).map_err(|e| match e {
                 runtime::ServerError::Core(core) => BindingError::from(core),
-                io @ runtime::ServerError::Io { .. } => BindingError::value(io.to_string()),
+                other => BindingError::value(other.to_string()),
             })
         })?;
         let url = server.base_url().to_owned();

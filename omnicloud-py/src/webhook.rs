@@ -245,6 +245,40 @@ fn states_arg(states: Option<Vec<String>>) -> PyResult<Option<Vec<DeploymentStat
         .transpose()
 }
 
+/// Networks (CIDR or addresses) the SSRF guard lets through anyway.
+pub(crate) fn networks_arg(allow: &[String]) -> PyResult<Vec<core::IpNetwork>> {
+    Ok(allow
+        .iter()
+        .map(|a| core::IpNetwork::parse(a).map_err(omnicloud_core::Error::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BindingError::from)?)
+}
+
+/// A delivery timeout in (0, 120] seconds and a claim lease longer than it (at most a day).
+pub(crate) fn delivery_timing(
+    timeout_s: f64,
+    claim_lease_s: f64,
+) -> PyResult<(Duration, Duration)> {
+    let timeout = Duration::try_from_secs_f64(timeout_s)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(120))
+        .ok_or_else(|| {
+            BindingError::value(format!(
+                "timeout must be in (0, 120] seconds, got {timeout_s}"
+            ))
+        })?;
+    let lease = Duration::try_from_secs_f64(claim_lease_s)
+        .ok()
+        .filter(|d| *d > timeout && *d <= Duration::from_secs(86_400))
+        .ok_or_else(|| {
+            BindingError::value(format!(
+                "claim_lease_s must be longer than the delivery timeout ({timeout_s} s) and at \
+                 most a day, got {claim_lease_s}"
+            ))
+        })?;
+    Ok((timeout, lease))
+}
+
 /// Tenants' webhook endpoints and the durable delivery queue.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct WebhookService {
@@ -282,7 +316,7 @@ impl WebhookService {
     /// (CIDR or addresses) the SSRF guard lets through anyway (tests allow `127.0.0.1`);
     /// payload links point under `base_url`.
     #[new]
-    #[pyo3(signature = (store = None, clock = None, allow = Vec::new(), base_url = "http://127.0.0.1:8080", timeout_s = 15.0))]
+    #[pyo3(signature = (store = None, clock = None, allow = Vec::new(), base_url = "http://127.0.0.1:8080", timeout_s = 15.0, claim_lease_s = 60.0))]
     fn new(
         py: Python<'_>,
         store: Option<&Bound<'_, Store>>,
@@ -290,29 +324,26 @@ impl WebhookService {
         allow: Vec<String>,
         base_url: &str,
         timeout_s: f64,
+        claim_lease_s: f64,
     ) -> PyResult<Self> {
         let clock = clock_arg(clock)?;
         let store = match store {
             Some(s) => s.get().inner.clone(),
             None => detached(py, omnicloud_core::store::Store::memory)?,
         };
-        let allow = allow
-            .iter()
-            .map(|a| core::IpNetwork::parse(a).map_err(omnicloud_core::Error::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(BindingError::from)?;
-        let guard = core::UrlGuard::new(allow);
-        let timeout = Duration::try_from_secs_f64(timeout_s)
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(120))
-            .ok_or_else(|| {
-                BindingError::value(format!("timeout_s must be in (0, 120], got {timeout_s}"))
-            })?;
+        let guard = core::UrlGuard::new(networks_arg(&allow)?);
+        let (timeout, lease) = delivery_timing(timeout_s, claim_lease_s)?;
+        let lease =
+            chrono::TimeDelta::from_std(lease).map_err(|e| BindingError::value(e.to_string()))?;
         let transport = HttpTransport::new(guard.clone(), timeout)
             .map_err(|e| BindingError::value(e.to_string()))?;
         let registry = core::EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
         Ok(Self {
-            queue: Arc::new(core::WebhookQueue::new(store, clock, registry, base_url)),
+            queue: Arc::new(
+                core::WebhookQueue::new(store, clock, registry, base_url)
+                    .with_claim_lease(lease)
+                    .map_err(BindingError::from)?,
+            ),
             transport: Arc::new(transport),
             guard,
             timeout,

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use chrono::TimeDelta;
+
 use omnicloud_core::apikey::{ApiKey, ApiKeys};
 use omnicloud_core::clock::{SharedClock, SystemClock};
 use omnicloud_core::deploy::DeploymentService;
@@ -45,6 +47,9 @@ pub struct ServerConfig {
     pub delivery_timeout: Duration,
     /// Webhook deliveries in flight at once.
     pub concurrency: usize,
+    /// How long a claimed delivery stays reserved; after a crash, what was in flight is
+    /// resent once this has passed. Must be longer than `delivery_timeout`.
+    pub claim_lease: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +62,7 @@ impl Default for ServerConfig {
             base_url: None,
             delivery_timeout: DELIVERY_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
+            claim_lease: Duration::from_secs(60),
         }
     }
 }
@@ -67,6 +73,9 @@ pub enum ServerError {
     /// The store refused (a file that is not a database, a newer schema, ...).
     #[error(transparent)]
     Core(#[from] omnicloud_core::Error),
+    /// The configuration contradicts itself.
+    #[error("invalid server configuration: {0}")]
+    Config(String),
     /// Binding the address or starting a thread failed.
     #[error("cannot serve on {address}: {source}")]
     Io {
@@ -111,12 +120,10 @@ impl Server {
         let clock: SharedClock = Arc::new(SystemClock);
         let guard = UrlGuard::new(config.allow.clone());
         let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
-        let queue = Arc::new(WebhookQueue::new(
-            store.clone(),
-            clock.clone(),
-            registry,
-            &base_url,
-        ));
+        let queue = Arc::new(
+            WebhookQueue::new(store.clone(), clock.clone(), registry, &base_url)
+                .with_claim_lease(claim_lease(config)?)?,
+        );
         let signal = DispatchSignal::new();
         let bus = EventBus::new();
         let (q, s) = (queue.clone(), signal.clone());
@@ -246,6 +253,19 @@ impl Server {
         self.wait();
         self.dispatcher.stop();
     }
+}
+
+/// The configured lease, refused unless it outlasts a delivery (a send still running when
+/// its lease ended could be claimed and sent again beside it).
+fn claim_lease(config: &ServerConfig) -> Result<TimeDelta, ServerError> {
+    let lease = TimeDelta::from_std(config.claim_lease).unwrap_or(TimeDelta::MAX);
+    if config.claim_lease <= config.delivery_timeout {
+        return Err(ServerError::Config(format!(
+            "the claim lease ({:?}) must be longer than the delivery timeout ({:?})",
+            config.claim_lease, config.delivery_timeout
+        )));
+    }
+    Ok(lease)
 }
 
 impl Drop for Server {

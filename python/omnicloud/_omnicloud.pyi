@@ -848,6 +848,7 @@ class WebhookService:
         allow: list[str] = ...,
         base_url: str = "http://127.0.0.1:8080",
         timeout_s: float = 15.0,
+        claim_lease_s: float = 60.0,
     ) -> WebhookService: ...
     def register(
         self,
@@ -1225,6 +1226,7 @@ class Server:
         base_url: str | None = None,
         delivery_timeout_s: float = 15.0,
         concurrency: int = 64,
+        claim_lease_s: float = 60.0,
     ) -> Server: ...
     def start(self) -> str: ...
     def stop(self) -> None: ...

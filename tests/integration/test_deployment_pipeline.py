@@ -436,3 +436,40 @@ def test_dispatcher_bad_inputs_are_typed_errors(tmp_path: Path) -> None:
         hooks.enqueue([1, 2])  # type: ignore[list-item]
     # Not running: flush answers at once whether anything is due.
     assert hooks.flush(timeout_s=5.0)
+
+
+def test_service_and_server_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="claim_lease_s"):
+        oc.WebhookService(timeout_s=15.0, claim_lease_s=10.0)
+    with pytest.raises(ValueError, match="timeout"):
+        oc.WebhookService(timeout_s=0.0)
+    with pytest.raises(ValueError, match="claim_lease_s"):
+        oc.Server(delivery_timeout_s=2.0, claim_lease_s=1.0)
+    with pytest.raises(ValueError, match="concurrency"):
+        oc.Server(concurrency=0)
+    with pytest.raises(oc.ValidationError):
+        oc.Server(allow=["not a network"])
+    with pytest.raises(ValueError, match="host"):
+        oc.Server(host=" ")
+    server = oc.Server(tmp_path / "api.db")
+    assert server.base_url is None and not server.is_running
+    with pytest.raises(ValueError, match="not running"):
+        server.issue_api_key("acme")
+    with server:
+        assert server.is_running and server.base_url
+        key = server.issue_api_key("acme", name="ci")
+        assert key.startswith("ock_")
+        with pytest.raises(oc.ValidationError):
+            server.issue_api_key("bad tenant id!")
+        with pytest.raises(oc.UnknownApiKeyError):
+            server.revoke_api_key("acme", "0" * 32)
+        with pytest.raises(oc.UnknownApiKeyError):
+            # Another tenant's key is not the caller's to revoke.
+            server.revoke_api_key("globex", key.split("_")[1])
+        server.revoke_api_key("acme", key.split("_")[1])
+    assert not server.is_running
+    # The port is taken: a clear error, not a panic.
+    with oc.Server(tmp_path / "a.db") as first:
+        port = int(str(first.base_url).rsplit(":", 1)[1])
+        with pytest.raises(ValueError, match="cannot serve"):
+            oc.Server(tmp_path / "b.db", port=port).start()

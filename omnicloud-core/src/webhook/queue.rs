@@ -27,7 +27,9 @@ use crate::events::Envelope;
 use crate::ids::{TenantId, generate_id};
 use crate::store::{Store, format_timestamp};
 
-/// How long a claimed delivery is reserved for the dispatcher that claimed it.
+/// How long a claimed delivery is reserved for the dispatcher that claimed it, by default.
+/// A lease must outlast the longest send (the transport's timeout), or a slow send could be
+/// claimed again while it runs; after a crash, leased deliveries wait this long to be resent.
 pub const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(60);
 
 /// Where a delivery stands.
@@ -171,6 +173,7 @@ pub struct WebhookQueue {
     clock: SharedClock,
     registry: EndpointRegistry,
     base_url: String,
+    lease: TimeDelta,
     limiters: Mutex<HashMap<String, RateLimiter>>,
 }
 
@@ -188,8 +191,23 @@ impl WebhookQueue {
             clock,
             registry,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            lease: CLAIM_LEASE,
             limiters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same queue with claims leased for `lease` (at least one second) instead of
+    /// [`CLAIM_LEASE`]: shorter means a crashed dispatcher's deliveries are resent sooner, but
+    /// the lease must outlast the transport's timeout.
+    pub fn with_claim_lease(mut self, lease: TimeDelta) -> Result<Self> {
+        if lease < TimeDelta::seconds(1) {
+            return Err(WebhookError::InvalidClaimLease {
+                lease_ms: lease.num_milliseconds(),
+            }
+            .into());
+        }
+        self.lease = lease;
+        Ok(self)
     }
 
     /// The endpoint registry.
@@ -415,7 +433,7 @@ impl WebhookQueue {
                 continue;
             }
             // Leased: nobody else claims it until the lease ends or the attempt is recorded.
-            next_at.push((delivery.id.clone(), now + CLAIM_LEASE));
+            next_at.push((delivery.id.clone(), now + self.lease));
             let timestamp = now.timestamp();
             let secrets = endpoint.signing_secrets(now);
             let signature = signature_header(

@@ -475,6 +475,45 @@ mod queue {
     }
 
     #[test]
+    fn a_shorter_claim_lease_resends_sooner_and_a_sub_second_one_is_refused() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let shared: SharedClock = clock.clone();
+        let store = Store::memory().expect("store");
+        let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
+        let make = || {
+            let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard.clone());
+            WebhookQueue::new(store.clone(), shared.clone(), registry, "https://o.example")
+        };
+        assert!(matches!(
+            make().with_claim_lease(TimeDelta::milliseconds(999)),
+            Err(Error::Webhook(WebhookError::InvalidClaimLease { lease_ms: 999 }))
+        ));
+        let queue = make()
+            .with_claim_lease(TimeDelta::seconds(2))
+            .expect("lease");
+        let mut spec = EndpointSpec::new(acme(), "http://127.0.0.1:9/hooks");
+        spec.event_types = vec![EventType::StateChange];
+        queue.registry().register(&spec).expect("register");
+        let bus = EventBus::new();
+        let deployments = DeploymentService::new(store.clone(), shared.clone(), Some(bus));
+        let d = deployments.create(&acme(), "a").expect("create");
+        let events = vec![crate::events::Envelope {
+            id: "01a00000-0000-7000-8000-000000000000".into(),
+            at: t0(),
+            event: crate::events::Event::DeploymentStateChanged {
+                deployment: d,
+                old_state: None,
+            },
+        }];
+        assert_eq!(queue.enqueue_many(&events).expect("enqueue").len(), 1);
+        assert_eq!(queue.claim_due(10).expect("claim").len(), 1);
+        clock.advance(1.5).expect("advance");
+        assert!(queue.claim_due(10).expect("claim").is_empty(), "leased");
+        clock.advance(0.5).expect("advance");
+        assert_eq!(queue.claim_due(10).expect("claim").len(), 1);
+    }
+
+    #[test]
     fn a_template_that_fails_at_delivery_time_exhausts_with_the_reason() {
         let p = pipeline();
         endpoint(&p, |s| {
