@@ -680,6 +680,15 @@ pub enum WebhookError {
         /// What is wrong.
         reason: String,
     },
+    /// A delivery cannot be sent again: its payload never rendered (the endpoint's template
+    /// failed when the event was queued), so there is nothing to send.
+    #[error("delivery {delivery_id} cannot be redelivered: {reason}")]
+    NotRedeliverable {
+        /// The delivery.
+        delivery_id: String,
+        /// Why.
+        reason: String,
+    },
     /// A delivery queue's claim lease is unusable (shorter than a second).
     #[error("invalid claim lease of {lease_ms} ms: it must be at least 1 s")]
     InvalidClaimLease {

@@ -2,9 +2,11 @@
 SIGKILL while deliveries are pending; a restarted process delivers every one of them, each at
 least once, and repeats only what was in flight at the kill.
 
-A real HTTP receiver on 127.0.0.1 records every request. The children queue deployment events
-and send through the real HTTP transport; time is a ManualClock so that a restarted child can
-step past the lease the killed one held.
+A real HTTP receiver on 127.0.0.1 records every request. In the first test the children queue
+deployment events and send through the real HTTP transport; time is a ManualClock so that a
+restarted child can step past the lease the killed one held. In the second the children run
+the REST server (`oc.Server`, real time): deployments are made over REST and the server
+process is killed while the receiver holds requests, answers 503 or is slow.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 
@@ -55,31 +61,93 @@ CHILD = textwrap.dedent(
 )
 
 
+class _Listener(http.server.ThreadingHTTPServer):
+    # Room for every connection a dispatcher opens at once: with the default backlog of 5,
+    # connections beyond it wait for a SYN retransmit and can time out before connecting.
+    request_queue_size = 128
+
+
 class Receiver:
-    """Records the `webhook-id` of every request it answers (200)."""
+    """Records the `webhook-id` of every request it answers (200).
+
+    By default it answers at once. `hold()` makes requests wait (in flight) until `release()`;
+    `fail_next(n)` answers the next n requests 503 (`failures` counts those answered);
+    `delay_s` slows every answer.
+    """
 
     def __init__(self) -> None:
+        #: The `webhook-id` of every request answered 200 (decided before the answer is written,
+        #: so a held request answered after its sender was killed counts too).
         self.ids: list[str] = []
+        #: The `webhook-id` of every request received, whatever the answer.
+        self.seen: list[str] = []
+        #: Requests waiting at the gate right now.
+        self.waiting = 0
+        self.delay_s = 0.0
+        self.failures = 0
+        self._failures_left = 0
+        self._lock = threading.Lock()
+        self._gate = threading.Event()
+        self._gate.set()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 assert json.loads(body)["type"] == "deployment.state_change"
-                outer.ids.append(self.headers["webhook-id"])
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                message_id = self.headers["webhook-id"]
+                outer.seen.append(message_id)
+                status = outer._answer()
+                if status == 200:
+                    outer.ids.append(message_id)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender was killed while this request was held
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Listener(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         host, port = self.server.server_address[:2]
         self.url = f"http://{host!s}:{port}/hooks"
 
+    def _answer(self) -> int:
+        """Waits at the gate and for the delay; returns the status to answer."""
+        if not self._gate.is_set():
+            with self._lock:
+                self.waiting += 1
+            self._gate.wait(timeout=60)
+            with self._lock:
+                self.waiting -= 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self._lock:
+            if self._failures_left > 0:
+                self._failures_left -= 1
+                self.failures += 1
+                return 503
+        return 200
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def fail_next(self, n: int) -> None:
+        with self._lock:
+            self._failures_left = n
+
+    def failures_left(self) -> int:
+        with self._lock:
+            return self._failures_left
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
@@ -134,3 +202,259 @@ def test_pending_deliveries_survive_sigkill_and_are_all_delivered(tmp_path: Path
     # recorded attempt, its success, and no delivery was duplicated in the queue.
     assert all(d.attempt_count == 1 for d in deliveries)
     assert len({d.id for d in deliveries}) == len(deliveries)
+
+
+# --- The REST server killed with SIGKILL ------------------------------------------------------
+
+#: The claim lease of the server children (seconds): what a killed server had in flight is sent
+#: again by the next one this long after it was claimed (with the default 60 s this test would
+#: wait a minute). The lease must be longer than the delivery timeout.
+CLAIM_LEASE_S = 2.0
+SERVER_DELIVERY_TIMEOUT_S = 1.0
+#: Deliveries in flight at once in a server child: the most one kill can leave unrecorded.
+CONCURRENCY = 16
+ALLOW = ["127.0.0.1/32"]
+
+
+SERVER_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import omnicloud as oc
+
+    db, concurrency, lease_s, timeout_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    server = oc.Server(
+        db_path=db,
+        port=0,
+        allow=["127.0.0.1/32"],
+        concurrency=concurrency,
+        delivery_timeout_s=timeout_s,
+        claim_lease_s=lease_s,
+    )
+    print(server.start(), flush=True)
+    while True:
+        time.sleep(3600)
+    """
+)
+
+
+class ServerChild:
+    """A child process serving the REST API (and its dispatcher) over `db`, until killed."""
+
+    def __init__(self, db: Path, log: Path) -> None:
+        self._log: TextIO = log.open("a")
+        argv = [
+            sys.executable,
+            "-c",
+            SERVER_CHILD,
+            str(db),
+            str(CONCURRENCY),
+            str(CLAIM_LEASE_S),
+            str(SERVER_DELIVERY_TIMEOUT_S),
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        assert self.proc.stdout is not None
+        self.base = self.proc.stdout.readline().strip()
+        if not self.base.startswith("http://"):
+            self.proc.wait(timeout=10)
+            self.close()
+            pytest.fail(f"the server child did not start: {log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no grace for sends in flight, nothing recorded after it."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        assert self.proc.returncode == -signal.SIGKILL
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+#: No proxy from the environment for requests to 127.0.0.1.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def rest(base: str, key: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    with _OPENER.open(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def all_pages(base: str, key: str, path: str, **query: str) -> list[dict[str, Any]]:
+    """Every item of a paged listing, following `next_after` (small pages, to page for real)."""
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        params = {**query, "limit": "100"} | ({"after": after} if after else {})
+        page = rest(base, key, "GET", f"{path}?{urllib.parse.urlencode(params)}")
+        items.extend(page["data"])
+        after = page["next_after"]
+        if after is None:
+            return items
+
+
+@pytest.mark.timeout(120)
+def test_server_killed_with_deliveries_pending_delivers_all_after_restart(tmp_path: Path) -> None:
+    db = tmp_path / "server.db"
+    log = tmp_path / "server-children.log"
+    with oc.Server(db_path=db, allow=ALLOW) as setup:
+        key = setup.issue_api_key("acme")
+    receiver = Receiver()
+    kills = 0
+    #: Deliveries queued so far (one per transition) and, at each kill, how many were not
+    #: answered 200 yet: pending, leased or failed and waiting for their retry.
+    queued = 0
+    undelivered_at_kill: list[int] = []
+    failed_before_kill: list[dict[str, Any]] = []
+
+    def kill(server: ServerChild) -> None:
+        nonlocal kills
+        server.kill()
+        kills += 1
+        undelivered_at_kill.append(queued - len(set(receiver.ids)))
+
+    def transition(base: str, deployment_id: str, move: str) -> None:
+        nonlocal queued
+        assert rest(base, key, "POST", f"/v1/deployments/{deployment_id}/{move}")["id"] == deployment_id
+        queued += 1
+
+    deployment_ids: list[str] = []
+    server: ServerChild | None = None
+    try:
+        # 1. The receiver holds every request: the server registers the endpoint and queues a
+        #    deployment per create, claims CONCURRENCY deliveries (all stuck in flight) and is
+        #    killed with those in flight and the rest pending.
+        receiver.hold()
+        server = ServerChild(db, log)
+        endpoint = rest(
+            server.base,
+            key,
+            "POST",
+            "/v1/endpoints",
+            {
+                "url": receiver.url,
+                "event_types": ["state_change"],
+                "rate_limit_per_minute": 100_000,
+                "max_attempts": 10,
+            },
+        )
+        for i in range(DEPLOYMENTS):
+            created = rest(server.base, key, "POST", "/v1/deployments", {"service_name": f"svc-{i}"})
+            deployment_ids.append(created["id"])
+            queued += 1
+        deadline = time.monotonic() + 10
+        while receiver.waiting < CONCURRENCY and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # (More than CONCURRENCY if held requests timed out and their retries are held too.)
+        assert receiver.waiting >= CONCURRENCY, "the dispatcher never filled its concurrency"
+        kill(server)
+        receiver.release()  # the held requests are answered, to a dead server
+        while receiver.waiting:
+            time.sleep(0.005)
+
+        # 2. Restarted while the receiver is down (it answers 503, slowly): half the deployments
+        #    are started and completed, and once 40 sends have failed (so at least
+        #    40 - CONCURRENCY are recorded) the server is killed with deliveries failed and
+        #    waiting for their retry, in flight and pending.
+        receiver.fail_next(1_000_000)
+        receiver.delay_s = 0.02
+        server = ServerChild(db, log)
+        half = DEPLOYMENTS // 2
+        for deployment_id in deployment_ids[:half]:
+            transition(server.base, deployment_id, "start")
+            transition(server.base, deployment_id, "complete")
+        deadline = time.monotonic() + 10
+        while receiver.failures < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        failed_before_kill = rest(server.base, key, "GET", "/v1/deliveries?status=failed&limit=500")["data"]
+        kill(server)
+        receiver.fail_next(0)
+
+        # 3. Restarted with a slow receiver (at most CONCURRENCY / 0.3 s answers a second, with
+        #    every delivery so far still to send): the other half is started and completed, and
+        #    the server is killed right after, with sends in flight and most deliveries pending.
+        receiver.delay_s = 0.3
+        server = ServerChild(db, log)
+        for deployment_id in deployment_ids[half:]:
+            transition(server.base, deployment_id, "start")
+            transition(server.base, deployment_id, "complete")
+        kill(server)
+
+        # 4. The last restart (not killed) delivers the rest: leases of the killed servers end
+        #    CLAIM_LEASE_S after their claims, failed deliveries are retried on schedule.
+        receiver.delay_s = 0.0
+        server = ServerChild(db, log)
+        deadline = time.monotonic() + 30
+        while True:
+            deliveries = all_pages(server.base, key, "/v1/deliveries")
+            statuses = Counter(d["status"] for d in deliveries)
+            if statuses == {"delivered": queued} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        deployments = all_pages(server.base, key, "/v1/deployments")
+        server.close()
+        server = None
+    finally:
+        if server is not None:
+            server.close()
+        receiver.close()
+
+    assert kills == 3
+    assert all(n > 0 for n in undelivered_at_kill), f"a kill found nothing pending: {undelivered_at_kill}"
+    assert failed_before_kill, "no delivery was failed and waiting for its retry at the second kill"
+
+    # Every transition made over REST was queued once and delivered; nothing is left pending,
+    # failed or exhausted.
+    assert queued == 3 * DEPLOYMENTS
+    assert statuses == {"delivered": queued}, f"not all delivered after the last restart: {statuses}"
+    assert len({d["id"] for d in deliveries}) == len(deliveries) == queued
+    assert {d["endpoint_id"] for d in deliveries} == {endpoint["id"]}
+    by_deployment: dict[str, list[str]] = {}
+    for d in deliveries:
+        data = json.loads(d["body"])["data"]
+        by_deployment.setdefault(data["deployment_id"], []).append(data["new_state"])
+    assert set(by_deployment) == set(deployment_ids)
+    assert all(sorted(states) == ["completed", "in_progress", "queued"] for states in by_deployment.values())
+
+    # The receiver answered 200 to every message at least once (repeats are bounded below).
+    message_ids = {d["message_id"] for d in deliveries}
+    assert len(message_ids) == queued
+    received = Counter(receiver.ids)
+    assert set(received) == message_ids, "a delivery never arrived (or an unknown one did)"
+
+    # The file survived three kills: it opens, passes SQLite's integrity check, and the store's
+    # own view agrees with the API's.
+    store = oc.Store.open(db)
+    store.integrity_check()
+    hooks = oc.WebhookService(store, clock=oc.ManualClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)))
+    stored = hooks.deliveries(tenant_id="acme", limit=10_000)
+    assert Counter(d.status for d in stored) == {"delivered": queued}
+    assert {d.message_id for d in stored} == message_ids
+    attempts = {d.message_id: d.attempts for d in stored}
+    assert all(len(d.attempts) == d.attempt_count for d in stored)
+    assert all(a[-1]["status_code"] == 200 for a in attempts.values())
+    # No answer is recorded that the receiver did not give (a kill loses unrecorded attempts,
+    # never invents one); the 503s were recorded, and retried.
+    seen = Counter(receiver.seen)
+    assert all(sum(x["status_code"] is not None for x in a) <= seen[m] for m, a in attempts.items())
+    assert any(x["status_code"] == 503 for a in attempts.values() for x in a)
+    # A repeat comes from a send claimed and unrecorded at a kill (at most CONCURRENCY per
+    # kill) or from a recorded failure the receiver answered anyway (a timeout).
+    timeouts = sum(x["status_code"] is None for a in attempts.values() for x in a)
+    repeats = sum(n - 1 for n in received.values())
+    assert repeats <= kills * CONCURRENCY + timeouts, f"{repeats} repeated deliveries after {kills} kills"
+
+    # The deployments all exist, completed.
+    assert sorted(d["id"] for d in deployments) == sorted(deployment_ids)
+    assert Counter(d["state"] for d in deployments) == {"completed": DEPLOYMENTS}

@@ -602,11 +602,24 @@ impl WebhookQueue {
         Ok(requests.len())
     }
 
-    /// Sends the delivery again now, with a fresh attempt budget (its history is kept).
+    /// Sends the delivery again now, with a fresh attempt budget (its history is kept). A
+    /// delivery whose payload never rendered is refused ([`WebhookError::NotRedeliverable`]).
     pub fn redeliver(&self, delivery_id: &str, tenant_id: Option<&TenantId>) -> Result<Delivery> {
         let d = self.delivery(delivery_id)?;
         if tenant_id.is_some_and(|t| *t != d.tenant_id) {
             return Err(unknown_delivery(delivery_id));
+        }
+        if d.body.is_empty() {
+            let reason = self
+                .attempts(delivery_id)?
+                .into_iter()
+                .find_map(|a| a.error)
+                .unwrap_or_else(|| "its payload was never rendered".to_owned());
+            return Err(WebhookError::NotRedeliverable {
+                delivery_id: delivery_id.to_owned(),
+                reason,
+            }
+            .into());
         }
         let now = self.clock.now();
         self.store.write(|tx| -> Result<()> {

@@ -486,7 +486,9 @@ mod queue {
         };
         assert!(matches!(
             make().with_claim_lease(TimeDelta::milliseconds(999)),
-            Err(Error::Webhook(WebhookError::InvalidClaimLease { lease_ms: 999 }))
+            Err(Error::Webhook(WebhookError::InvalidClaimLease {
+                lease_ms: 999
+            }))
         ));
         let queue = make()
             .with_claim_lease(TimeDelta::seconds(2))
@@ -540,5 +542,14 @@ mod queue {
         let receiver = Receiver::default();
         assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 1);
         assert_eq!(receiver.seen()[0].body, r#"{"text":"checkout is queued"}"#);
+        // Nothing was rendered, so nothing can be sent again.
+        assert!(matches!(
+            p.queue.redeliver(&bad.id, None),
+            Err(Error::Webhook(WebhookError::NotRedeliverable { reason, .. })) if reason.contains("nobody")
+        ));
+        assert_eq!(
+            p.queue.delivery(&bad.id).expect("get").status,
+            DeliveryStatus::Exhausted
+        );
     }
 }

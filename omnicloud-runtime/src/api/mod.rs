@@ -213,7 +213,7 @@ struct ApiDoc;
 
 /// Adds what every operation shares: the bearer scheme on `/v1` operations, and the problem
 /// responses the router can give each one: 401 on `/v1`, 400 where a body, a query or a path
-/// parameter is read, 404 where an id is in the path, 409 on lifecycle moves, 413/415/422
+/// parameter is read, 404 where an id is in the path, 409 on lifecycle moves and redelivery, 413/415/422
 /// where a body is read, 500 everywhere. (405, for a method a path does not have, is not
 /// listed per operation.)
 struct StandardResponses;
@@ -271,6 +271,12 @@ impl utoipa::Modify for StandardResponses {
                     add(
                         "409",
                         problem_response("The lifecycle does not allow this transition"),
+                    );
+                }
+                if path.ends_with("/redeliver") {
+                    add(
+                        "409",
+                        problem_response("The delivery's payload never rendered: nothing to send"),
                     );
                 }
                 if has_body {

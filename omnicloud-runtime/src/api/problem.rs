@@ -31,6 +31,8 @@ pub enum ProblemKind {
     MethodNotAllowed,
     /// The lifecycle does not allow the requested deployment transition.
     InvalidTransition,
+    /// The delivery cannot be sent again (its payload never rendered).
+    NotRedeliverable,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request body is not `application/json`.
@@ -58,6 +60,7 @@ impl ProblemKind {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::InvalidTransition => "invalid-transition",
+            Self::NotRedeliverable => "not-redeliverable",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::ValidationFailed => "validation-failed",
@@ -82,6 +85,7 @@ impl ProblemKind {
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::InvalidTransition => "Invalid deployment transition",
+            Self::NotRedeliverable => "Delivery cannot be sent again",
             Self::PayloadTooLarge => "Request body too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::ValidationFailed => "Validation failed",
@@ -100,7 +104,7 @@ impl ProblemKind {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InvalidTransition => StatusCode::CONFLICT,
+            Self::InvalidTransition | Self::NotRedeliverable => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed
@@ -292,7 +296,12 @@ impl From<CoreError> for Problem {
                     Self::new(ProblemKind::InvalidTemplate, detail).with_line(*line)
                 }
                 WebhookError::InvalidEndpoint { field, .. } => {
+                    // The core's grace period is the API's `grace_s`.
+                    let field = if *field == "grace" { "grace_s" } else { field };
                     Self::new(ProblemKind::ValidationFailed, detail).with_field(field)
+                }
+                WebhookError::NotRedeliverable { .. } => {
+                    Self::new(ProblemKind::NotRedeliverable, detail)
                 }
                 WebhookError::UnknownDelivery { .. } | WebhookError::UnknownEndpoint { .. } => {
                     Self::new(ProblemKind::NotFound, detail)
