@@ -750,6 +750,18 @@ pub enum DeployError {
         /// Where it was asked to go.
         to: crate::deploy::DeploymentState,
     },
+    /// The outbox (the webhook queue) keeps its rows in another database than the
+    /// deployments, so a change and its deliveries could not commit together.
+    #[error(
+        "the webhook queue must be in the deployments' store ({deployments}), not {outbox}, \
+         so a change and its deliveries commit together"
+    )]
+    OutboxInAnotherStore {
+        /// The deployments' store.
+        deployments: String,
+        /// The outbox's store.
+        outbox: String,
+    },
 }
 
 /// API keys: authentication and key management.

@@ -517,12 +517,17 @@ impl EventBus {
     ///
     /// Handlers run without any bus lock held, so a handler may publish or (un)subscribe.
     pub fn publish(&self, at: DateTime<Utc>, event: Event) -> PublishReport {
-        let kind = event.kind();
-        let envelope = Envelope {
+        self.publish_envelope(Envelope {
             id: generate_id(),
             at,
             event,
-        };
+        })
+    }
+
+    /// Delivers an envelope made (and perhaps already stored) by the publisher, keeping its id
+    /// and time: what a publisher with a transactional outbox does after its commit.
+    pub fn publish_envelope(&self, envelope: Envelope) -> PublishReport {
+        let kind = envelope.event.kind();
         let targets: Vec<(SubscriptionId, Handler)> = self
             .inner
             .subscribers

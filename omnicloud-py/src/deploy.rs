@@ -114,9 +114,10 @@ pub struct DeploymentService {
 
 #[pymethods]
 impl DeploymentService {
-    /// Deployments kept in `store` (in memory without one), timed by `clock`, announced on
-    /// `bus`; with `webhooks`, every deployment event is also queued for its tenant's
-    /// endpoints (queued, not sent: a transition never waits on a recipient).
+    /// Deployments kept in `store` (the webhooks' store, or memory, without one), timed by
+    /// `clock`, announced on `bus`; with `webhooks`, every event's deliveries are queued in
+    /// the transaction of its change (queued, not sent: a transition never waits on a
+    /// recipient). The webhooks must keep their rows in the same store.
     #[new]
     #[pyo3(signature = (store = None, clock = None, bus = None, webhooks = None))]
     fn new(
@@ -127,17 +128,21 @@ impl DeploymentService {
         webhooks: Option<&Bound<'_, WebhookService>>,
     ) -> PyResult<Self> {
         let clock = clock_arg(clock)?;
-        let store = match store {
-            Some(s) => s.get().inner.clone(),
-            None => detached(py, omnicloud_core::store::Store::memory)?,
+        let hooks = webhooks.map(|h| h.get());
+        let store = match (store, hooks) {
+            (Some(s), _) => s.get().inner.clone(),
+            (None, Some(hooks)) => hooks.store(),
+            (None, None) => detached(py, omnicloud_core::store::Store::memory)?,
         };
-        let mut bus = bus.map(|b| b.get().inner.clone());
-        if let Some(hooks) = webhooks {
-            let bus = bus.get_or_insert_with(omnicloud_core::events::EventBus::new);
-            hooks.get().follow_core(bus);
+        let bus = bus.map(|b| b.get().inner.clone());
+        let mut service = core::DeploymentService::new(store, clock, bus);
+        if let Some(hooks) = hooks {
+            service = service
+                .with_outbox(hooks.outbox())
+                .map_err(BindingError::from)?;
         }
         Ok(Self {
-            inner: Arc::new(core::DeploymentService::new(store, clock, bus)),
+            inner: Arc::new(service),
         })
     }
 

@@ -318,6 +318,7 @@ fn classify_deploy(err: &DeployError) -> (&'static str, Vec<(&'static str, Field
                 ("to_state", Text(to.as_str().to_owned())),
             ],
         ),
+        DeployError::OutboxInAnotherStore { .. } => ("ValidationError", vec![]),
         _ => ("OmniCloudError", vec![]),
     }
 }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use omnicloud_core::deploy::DeploymentState;
 use omnicloud_core::webhook as core;
 use omnicloud_runtime::delivery::HttpTransport;
-use omnicloud_runtime::dispatcher::{DispatchSignal, Dispatcher, DispatcherConfig};
+use omnicloud_runtime::dispatcher::{
+    DispatchSignal, Dispatcher, DispatcherConfig, SignallingOutbox,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -301,6 +303,19 @@ impl WebhookService {
             Ok(())
         })
         .0
+    }
+
+    /// The queue as a deployments' outbox that wakes a running dispatcher after each commit.
+    pub(crate) fn outbox(&self) -> Arc<SignallingOutbox> {
+        Arc::new(SignallingOutbox::new(
+            self.queue.clone(),
+            self.signal.clone(),
+        ))
+    }
+
+    /// The store the queue keeps its rows in.
+    pub(crate) fn store(&self) -> omnicloud_core::store::Store {
+        omnicloud_core::deploy::DeploymentOutbox::store(&*self.queue).clone()
     }
 
     fn dispatcher(&self) -> std::sync::MutexGuard<'_, Option<Dispatcher>> {

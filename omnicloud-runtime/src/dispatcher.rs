@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use omnicloud_core::deploy::DeploymentOutbox;
+use omnicloud_core::events::Envelope;
+use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{AttemptOutcome, UrlGuard, WebhookQueue};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -72,6 +75,39 @@ impl DispatchSignal {
     /// Wakes the dispatcher listening to this signal.
     pub fn notify(&self) {
         self.0.notify_one();
+    }
+}
+
+/// The webhook queue as the deployments' outbox ([`DeploymentOutbox`]): each change's
+/// deliveries are written in its transaction, and the dispatcher is woken once it commits.
+#[derive(Debug, Clone)]
+pub struct SignallingOutbox {
+    queue: Arc<WebhookQueue>,
+    signal: DispatchSignal,
+}
+
+impl SignallingOutbox {
+    /// `queue` as an outbox waking whoever listens to `signal`.
+    pub fn new(queue: Arc<WebhookQueue>, signal: DispatchSignal) -> Self {
+        Self { queue, signal }
+    }
+}
+
+impl DeploymentOutbox for SignallingOutbox {
+    fn store(&self) -> &Store {
+        DeploymentOutbox::store(&*self.queue)
+    }
+
+    fn record(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        events: &[Envelope],
+    ) -> omnicloud_core::Result<()> {
+        self.queue.enqueue_in(tx, events).map(drop)
+    }
+
+    fn committed(&self) {
+        self.signal.notify();
     }
 }
 

@@ -2,9 +2,10 @@
 //! background of the process that starts it (`omnicloud serve`, `oc.Server`).
 //!
 //! Starting binds the listener first (so a port of 0 is resolved and payload links name the
-//! real address), opens the store (the embedded SQLite file, or memory), wires the
-//! deployments' events into the webhook queue, starts the [`Dispatcher`] and serves the
-//! [`api::router`] on a two-worker tokio runtime of its own thread. Stopping shuts the HTTP
+//! real address), opens the store (the embedded SQLite file, or memory), makes the webhook
+//! queue the deployments' outbox (a change and its deliveries commit together), starts the
+//! [`Dispatcher`] and serves the [`api::router`] on a two-worker tokio runtime of its own
+//! thread. Stopping shuts the HTTP
 //! server down gracefully, then the dispatcher. Nothing is lost by a kill instead: the queue
 //! is durable and leased deliveries are sent again after a restart.
 
@@ -27,7 +28,9 @@ use tokio::sync::oneshot;
 
 use crate::api::{self, ApiState};
 use crate::delivery::DELIVERY_TIMEOUT;
-use crate::dispatcher::{DEFAULT_CONCURRENCY, DispatchSignal, Dispatcher, DispatcherConfig};
+use crate::dispatcher::{
+    DEFAULT_CONCURRENCY, DispatchSignal, Dispatcher, DispatcherConfig, SignallingOutbox,
+};
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -125,18 +128,11 @@ impl Server {
                 .with_claim_lease(claim_lease(config)?)?,
         );
         let signal = DispatchSignal::new();
-        let bus = EventBus::new();
-        let (q, s) = (queue.clone(), signal.clone());
-        bus.subscribe(None, move |envelope| {
-            q.enqueue(envelope)?;
-            s.notify();
-            Ok(())
-        });
-        let deployments = Arc::new(DeploymentService::new(
-            store.clone(),
-            clock.clone(),
-            Some(bus),
-        ));
+        let outbox = SignallingOutbox::new(queue.clone(), signal.clone());
+        let deployments = Arc::new(
+            DeploymentService::new(store.clone(), clock.clone(), Some(EventBus::new()))
+                .with_outbox(Arc::new(outbox))?,
+        );
         let state = ApiState::new(
             ApiKeys::new(store, clock.clone()),
             queue.clone(),

@@ -40,7 +40,8 @@ impl Api {
         ));
         let shared: SharedClock = clock.clone();
         let store = Store::memory().expect("memory store");
-        let state = ApiState::in_store(&store, &shared, UrlGuard::default(), "https://api.test");
+        let state = ApiState::in_store(&store, &shared, UrlGuard::default(), "https://api.test")
+            .expect("state");
         Self {
             router: api::router(state.clone()),
             state,

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use omnicloud_core::clock::{SharedClock, SystemClock};
 use omnicloud_core::deploy::DeploymentService;
-use omnicloud_core::events::EventBus;
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{
     DeliveryStatus, EndpointRegistry, EndpointSpec, IpNetwork, UrlGuard, WebhookQueue,
 };
-use omnicloud_runtime::dispatcher::{DispatchSignal, Dispatcher, DispatcherConfig};
+use omnicloud_runtime::dispatcher::{
+    DispatchSignal, Dispatcher, DispatcherConfig, SignallingOutbox,
+};
 
 /// A keep-alive HTTP/1.1 receiver answering every request with `status`; returns its URL
 /// and the `webhook-id` headers it received.
@@ -90,17 +91,13 @@ fn fixture() -> Fixture {
         registry,
         "http://127.0.0.1:8080",
     ));
-    let bus = EventBus::new();
     let signal = DispatchSignal::new();
-    let (q, s) = (queue.clone(), signal.clone());
-    bus.subscribe(None, move |envelope| {
-        q.enqueue(envelope)?;
-        s.notify();
-        Ok(())
-    });
+    let outbox = SignallingOutbox::new(queue.clone(), signal.clone());
     Fixture {
         queue,
-        deployments: DeploymentService::new(store, clock, Some(bus)),
+        deployments: DeploymentService::new(store, clock, None)
+            .with_outbox(Arc::new(outbox))
+            .expect("outbox"),
         signal,
         guard,
     }

@@ -473,3 +473,16 @@ def test_service_and_server_settings_are_checked(tmp_path: Path) -> None:
         port = int(str(first.base_url).rsplit(":", 1)[1])
         with pytest.raises(ValueError, match="cannot serve"):
             oc.Server(tmp_path / "b.db", port=port).start()
+
+
+def test_deployments_and_their_deliveries_share_one_store(tmp_path: Path) -> None:
+    hooks = oc.WebhookService(oc.Store.open(tmp_path / "hooks.db"), allow=["127.0.0.1/32"])
+    endpoint = hooks.register("acme", "http://127.0.0.1:9/x", ["state_change"])
+    # The deliveries commit in the deployment's own transaction, so the stores must be one.
+    with pytest.raises(oc.ValidationError, match="store"):
+        oc.DeploymentService(oc.Store.open(tmp_path / "other.db"), webhooks=hooks)
+    # Without a store of its own, the service uses the webhooks' store.
+    deployments = oc.DeploymentService(webhooks=hooks)
+    d = deployments.create("acme", "checkout")
+    (queued,) = hooks.deliveries(endpoint_id=endpoint.id)
+    assert json.loads(queued.body)["data"]["deployment_id"] == d.id

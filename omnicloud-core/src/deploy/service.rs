@@ -1,13 +1,17 @@
 //! `DeploymentService`: creates deployments and moves them through their lifecycle, one
-//! store transaction per change, then announces it on the event bus.
+//! store transaction per change, then announces it on the event bus. With an outbox (the
+//! webhook queue), each change's events are written to it in that same transaction.
+
+use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Deployment, DeploymentState, DeploymentTransition, MAX_SERVICE_NAME_CHARS};
 use crate::clock::SharedClock;
 use crate::error::{DeployError, Error, Result, StoreError};
-use crate::events::{Event, EventBus};
+use crate::events::{Envelope, Event, EventBus};
 use crate::ids::{TenantId, generate_id, validate_display_text};
 use crate::store::{Store, format_timestamp};
 
@@ -30,18 +34,51 @@ type DeploymentRow = (
 const COLUMNS: &str =
     "id, tenant_id, service_name, state, created_at, started_at, finished_at, updated_at, reason";
 
+/// Where a deployment's events are written in the transaction that records the change (a
+/// transactional outbox), so a committed change always has them: the webhook queue.
+pub trait DeploymentOutbox: Send + Sync + fmt::Debug {
+    /// The store it writes to; it must be the deployments' own.
+    fn store(&self) -> &Store;
+
+    /// Writes `events` inside `tx`, the transaction recording the change they announce.
+    fn record(&self, tx: &Transaction<'_>, events: &[Envelope]) -> Result<()>;
+
+    /// Called once the transaction committed (to wake a sender, say).
+    fn committed(&self) {}
+}
+
 /// Deployments kept in one store, their changes published on an event bus.
 #[derive(Debug, Clone)]
 pub struct DeploymentService {
     store: Store,
     clock: SharedClock,
     bus: Option<EventBus>,
+    outbox: Option<Arc<dyn DeploymentOutbox>>,
 }
 
 impl DeploymentService {
     /// Deployments in `store`, timed by `clock`, announced on `bus` if given.
     pub fn new(store: Store, clock: SharedClock, bus: Option<EventBus>) -> Self {
-        Self { store, clock, bus }
+        Self {
+            store,
+            clock,
+            bus,
+            outbox: None,
+        }
+    }
+
+    /// The same service writing every event to `outbox` in the transaction of its change.
+    /// The outbox must keep its rows in the deployments' store.
+    pub fn with_outbox(mut self, outbox: Arc<dyn DeploymentOutbox>) -> Result<Self> {
+        if !outbox.store().same_database(&self.store) {
+            return Err(DeployError::OutboxInAnotherStore {
+                deployments: self.store.label().display().to_string(),
+                outbox: outbox.store().label().display().to_string(),
+            }
+            .into());
+        }
+        self.outbox = Some(outbox);
+        Ok(self)
     }
 
     /// Queues a deployment of `service_name` for the tenant; announced as a state change
@@ -60,7 +97,7 @@ impl DeploymentService {
             updated_at: now,
             reason: None,
         };
-        self.store.write(|tx| -> Result<()> {
+        self.commit(now, |tx| {
             tx.execute(
                 &format!("INSERT INTO deployments ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?5, NULL)"),
                 params![
@@ -72,16 +109,13 @@ impl DeploymentService {
                 ],
             )
             .map_err(|e| self.sql(e))?;
-            self.record_transition(tx, &deployment.id, None, DeploymentState::Queued, now, None)
-        })?;
-        self.publish(
-            now,
-            Event::DeploymentStateChanged {
+            self.record_transition(tx, &deployment.id, None, DeploymentState::Queued, now, None)?;
+            let event = Event::DeploymentStateChanged {
                 deployment: deployment.clone(),
                 old_state: None,
-            },
-        );
-        Ok(deployment)
+            };
+            Ok((deployment.clone(), vec![event]))
+        })
     }
 
     /// Starts the rollout (queued to in progress).
@@ -104,15 +138,6 @@ impl DeploymentService {
     /// `deployment.rollback_initiated`, then the state change to rolled back.
     pub fn rollback(&self, id: &str, reason: &str) -> Result<Deployment> {
         validate_display_text("reason", reason, MAX_REASON_CHARS)?;
-        let current = self.get(id)?;
-        check_move(&current, DeploymentState::RolledBack)?;
-        self.publish(
-            self.clock.now(),
-            Event::DeploymentRollbackInitiated {
-                deployment: current,
-                reason: reason.to_owned(),
-            },
-        );
         self.transition(id, DeploymentState::RolledBack, Some(reason))
     }
 
@@ -121,16 +146,16 @@ impl DeploymentService {
     pub fn report_health_check_failed(&self, id: &str, check: &str, detail: &str) -> Result<()> {
         validate_display_text("check", check, MAX_SERVICE_NAME_CHARS)?;
         validate_display_text("detail", detail, MAX_REASON_CHARS)?;
-        let deployment = self.get(id)?;
-        self.publish(
-            self.clock.now(),
-            Event::DeploymentHealthCheckFailed {
+        let now = self.clock.now();
+        self.commit(now, |tx| {
+            let deployment = self.read_in(tx, id)?;
+            let event = Event::DeploymentHealthCheckFailed {
                 deployment,
                 check: check.to_owned(),
                 detail: detail.to_owned(),
-            },
-        );
-        Ok(())
+            };
+            Ok(((), vec![event]))
+        })
     }
 
     /// The deployment with this id.
@@ -206,14 +231,8 @@ impl DeploymentService {
         reason: Option<&str>,
     ) -> Result<Deployment> {
         let now = self.clock.now();
-        let (before, after) = self.store.write(|tx| -> Result<(Deployment, Deployment)> {
-            let row: Option<DeploymentRow> = tx
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM deployments WHERE id = ?1"))
-                .and_then(|mut stmt| stmt.query_row([id], |r| r.try_into()).optional())
-                .map_err(|e| self.sql(e))?;
-            let before = self.decode(row.ok_or_else(|| DeployError::UnknownDeployment {
-                deployment_id: id.to_owned(),
-            })?)?;
+        self.commit(now, |tx| {
+            let before = self.read_in(tx, id)?;
             check_move(&before, to)?;
             let mut after = before.clone();
             after.state = to;
@@ -243,21 +262,68 @@ impl DeploymentService {
             })
             .map_err(|e| self.sql(e))?;
             self.record_transition(tx, id, Some(before.state), to, now, reason)?;
-            Ok((before, after))
-        })?;
-        self.publish(
-            now,
-            Event::DeploymentStateChanged {
+            let mut events = Vec::with_capacity(2);
+            if to == DeploymentState::RolledBack {
+                events.push(Event::DeploymentRollbackInitiated {
+                    deployment: before.clone(),
+                    reason: reason.unwrap_or_default().to_owned(),
+                });
+            }
+            events.push(Event::DeploymentStateChanged {
                 deployment: after.clone(),
                 old_state: Some(before.state),
-            },
-        );
-        Ok(after)
+            });
+            Ok((after, events))
+        })
+    }
+
+    /// The deployment with this id, as `tx` sees it.
+    fn read_in(&self, tx: &Transaction<'_>, id: &str) -> Result<Deployment> {
+        let row: Option<DeploymentRow> = tx
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM deployments WHERE id = ?1"))
+            .and_then(|mut stmt| stmt.query_row([id], |r| r.try_into()).optional())
+            .map_err(|e| self.sql(e))?;
+        self.decode(row.ok_or_else(|| DeployError::UnknownDeployment {
+            deployment_id: id.to_owned(),
+        })?)
+    }
+
+    /// Runs `change` in one transaction with its events written to the outbox, then
+    /// announces the events (in order, with the ids and time the outbox stored) on the bus.
+    fn commit<T>(
+        &self,
+        at: DateTime<Utc>,
+        change: impl FnOnce(&Transaction<'_>) -> Result<(T, Vec<Event>)>,
+    ) -> Result<T> {
+        let (value, envelopes) = self.store.write(|tx| -> Result<(T, Vec<Envelope>)> {
+            let (value, events) = change(tx)?;
+            let envelopes: Vec<Envelope> = events
+                .into_iter()
+                .map(|event| Envelope {
+                    id: generate_id(),
+                    at,
+                    event,
+                })
+                .collect();
+            if let Some(outbox) = &self.outbox {
+                outbox.record(tx, &envelopes)?;
+            }
+            Ok((value, envelopes))
+        })?;
+        if let Some(outbox) = &self.outbox {
+            outbox.committed();
+        }
+        if let Some(bus) = &self.bus {
+            for envelope in envelopes {
+                bus.publish_envelope(envelope);
+            }
+        }
+        Ok(value)
     }
 
     fn record_transition(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &Transaction<'_>,
         id: &str,
         from: Option<DeploymentState>,
         to: DeploymentState,
@@ -279,12 +345,6 @@ impl DeploymentService {
         })
         .map_err(|e| self.sql(e))?;
         Ok(())
-    }
-
-    fn publish(&self, at: DateTime<Utc>, event: Event) {
-        if let Some(bus) = &self.bus {
-            bus.publish(at, event);
-        }
     }
 
     fn sql(&self, e: rusqlite::Error) -> Error {

@@ -212,3 +212,126 @@ fn lists_are_per_tenant_newest_first_and_filter_by_state() {
     assert_eq!(running.len(), 1);
     assert_eq!(w.service.list(&acme(), None, 1).expect("list").len(), 1);
 }
+
+/// An outbox that records what it was given, or refuses everything.
+#[derive(Debug)]
+struct RecordingOutbox {
+    store: Store,
+    refuse: bool,
+    recorded: Mutex<Vec<(String, String)>>,
+    commits: Mutex<usize>,
+}
+
+impl DeploymentOutbox for RecordingOutbox {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn record(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        events: &[crate::events::Envelope],
+    ) -> crate::error::Result<()> {
+        // The change is visible inside the transaction it is recorded in.
+        let n: i64 = tx
+            .query_row("SELECT COUNT(*) FROM deployments", [], |r| r.get(0))
+            .expect("count");
+        assert!(n > 0);
+        if self.refuse {
+            return Err(DeployError::UnknownDeployment {
+                deployment_id: "refused by the outbox".into(),
+            }
+            .into());
+        }
+        let mut recorded = self.recorded.lock().expect("lock");
+        recorded.extend(
+            events
+                .iter()
+                .map(|e| (e.id.clone(), e.event.name().to_owned())),
+        );
+        Ok(())
+    }
+
+    fn committed(&self) {
+        *self.commits.lock().expect("lock") += 1;
+    }
+}
+
+fn outboxed(
+    refuse: bool,
+) -> (
+    DeploymentService,
+    Arc<RecordingOutbox>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let clock: SharedClock = Arc::new(ManualClock::new(t0()));
+    let store = Store::memory().expect("store");
+    let outbox = Arc::new(RecordingOutbox {
+        store: store.clone(),
+        refuse,
+        recorded: Mutex::new(Vec::new()),
+        commits: Mutex::new(0),
+    });
+    let bus = EventBus::new();
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let sink = published.clone();
+    bus.subscribe(None, move |e| {
+        sink.lock().expect("lock").push(e.id.clone());
+        Ok(())
+    });
+    let service = DeploymentService::new(store, clock, Some(bus))
+        .with_outbox(outbox.clone())
+        .expect("outbox");
+    (service, outbox, published)
+}
+
+#[test]
+fn every_event_goes_to_the_outbox_in_the_change_and_then_to_the_bus_with_the_same_id() {
+    let (service, outbox, published) = outboxed(false);
+    let d = service.create(&acme(), "checkout").expect("create");
+    service.start(&d.id).expect("start");
+    service
+        .report_health_check_failed(&d.id, "GET /healthz", "500")
+        .expect("report");
+    service.rollback(&d.id, "bad release").expect("rollback");
+    let recorded = outbox.recorded.lock().expect("lock").clone();
+    let names: Vec<&str> = recorded.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "deployment.state_change",
+            "deployment.state_change",
+            "deployment.health_check_failed",
+            "deployment.rollback_initiated",
+            "deployment.state_change"
+        ]
+    );
+    let ids: Vec<String> = recorded.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(*published.lock().expect("lock"), ids);
+    assert_eq!(*outbox.commits.lock().expect("lock"), 4);
+}
+
+#[test]
+fn a_refusing_outbox_undoes_the_change_and_nothing_is_announced() {
+    let (service, outbox, published) = outboxed(true);
+    assert!(service.create(&acme(), "checkout").is_err());
+    assert!(service.list(&acme(), None, 10).expect("list").is_empty());
+    assert!(published.lock().expect("lock").is_empty());
+    assert_eq!(*outbox.commits.lock().expect("lock"), 0);
+}
+
+#[test]
+fn an_outbox_in_another_store_is_refused() {
+    let clock: SharedClock = Arc::new(ManualClock::new(t0()));
+    let outbox = Arc::new(RecordingOutbox {
+        store: Store::memory().expect("store"),
+        refuse: false,
+        recorded: Mutex::new(Vec::new()),
+        commits: Mutex::new(0),
+    });
+    let service = DeploymentService::new(Store::memory().expect("store"), clock, None);
+    assert!(matches!(
+        service.with_outbox(outbox),
+        Err(Error::Deploy(DeployError::OutboxInAnotherStore { .. }))
+    ));
+}

@@ -21,7 +21,7 @@ use super::{
     EndpointRegistry, EventType, RateLimiter, RetryPolicy, WebhookEndpoint, signature_header,
 };
 use crate::clock::SharedClock;
-use crate::deploy::DeploymentState;
+use crate::deploy::{DeploymentOutbox, DeploymentState};
 use crate::error::{Error, Result, StoreError, WebhookError};
 use crate::events::Envelope;
 use crate::ids::{TenantId, generate_id};
@@ -230,32 +230,33 @@ impl WebhookQueue {
     /// deliveries' ids in event order. Events that are not deployment events, or that no
     /// endpoint wants, add nothing.
     pub fn enqueue_many(&self, envelopes: &[Envelope]) -> Result<Vec<String>> {
+        self.store.write(|tx| self.enqueue_in(tx, envelopes))
+    }
+
+    /// Queues deliveries of `envelopes` inside `tx`, a transaction on this queue's store in
+    /// progress (the publisher's own, so its change and the deliveries commit together).
+    pub fn enqueue_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        envelopes: &[Envelope],
+    ) -> Result<Vec<String>> {
         let mut endpoints: HashMap<TenantId, Vec<WebhookEndpoint>> = HashMap::new();
-        let mut messages = Vec::new();
+        let mut ids = Vec::new();
+        let now = format_timestamp(self.clock.now());
         for envelope in envelopes {
             let Some(tenant) = envelope.event.tenant_id() else {
                 continue;
             };
             if !endpoints.contains_key(tenant) {
-                endpoints.insert(tenant.clone(), self.registry.list(tenant)?);
+                endpoints.insert(tenant.clone(), self.registry.list_in(tx, tenant)?);
             }
             let wanting = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
             if let Some(message) = self.message(envelope, tenant, wanting) {
-                messages.push(message);
-            }
-        }
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = format_timestamp(self.clock.now());
-        self.store.write(|tx| -> Result<Vec<String>> {
-            let mut ids = Vec::new();
-            for message in &messages {
-                self.insert_message(tx, message, &now, &mut ids)
+                self.insert_message(tx, &message, &now, &mut ids)
                     .map_err(|e| self.sql(e))?;
             }
-            Ok(ids)
-        })
+        }
+        Ok(ids)
     }
 
     /// The message an event becomes for the endpoints that want it, with each endpoint's
@@ -819,6 +820,16 @@ impl WebhookQueue {
             created_at: time("created_at", &created)?,
             updated_at: time("updated_at", &updated)?,
         })
+    }
+}
+
+impl DeploymentOutbox for WebhookQueue {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn record(&self, tx: &rusqlite::Transaction<'_>, events: &[Envelope]) -> Result<()> {
+        self.enqueue_in(tx, events).map(drop)
     }
 }
 

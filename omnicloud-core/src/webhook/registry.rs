@@ -130,14 +130,17 @@ impl EndpointRegistry {
 
     /// The tenant's endpoints, oldest first.
     pub fn list(&self, tenant_id: &TenantId) -> Result<Vec<WebhookEndpoint>> {
-        let rows: Vec<EndpointRow> = self.store.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = ?1
-                 ORDER BY created_at, id"
-            ))?;
-            stmt.query_map([tenant_id.as_str()], |r| r.try_into())?
-                .collect()
-        })?;
+        let rows = self.store.read(|c| list_rows(c, tenant_id))?;
+        rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// The tenant's endpoints as `conn` (a transaction in progress) sees them.
+    pub(crate) fn list_in(
+        &self,
+        conn: &rusqlite::Connection,
+        tenant_id: &TenantId,
+    ) -> Result<Vec<WebhookEndpoint>> {
+        let rows = list_rows(conn, tenant_id).map_err(|e| self.store.sqlite_error(e))?;
         rows.into_iter().map(|r| self.decode(r)).collect()
     }
 
@@ -349,4 +352,16 @@ fn check_attempts(attempts: u32) -> Result<u32, WebhookError> {
             reason: format!("{attempts} is outside 1..={MAX_ATTEMPTS_LIMIT}"),
         })
     }
+}
+
+/// The tenant's endpoint rows, oldest first.
+fn list_rows(
+    conn: &rusqlite::Connection,
+    tenant_id: &TenantId,
+) -> rusqlite::Result<Vec<EndpointRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = ?1 ORDER BY created_at, id"
+    ))?;
+    stmt.query_map([tenant_id.as_str()], |r| r.try_into())?
+        .collect()
 }

@@ -65,8 +65,8 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// A state of parts built elsewhere. The deployments' event bus should be followed by the
-    /// queue (see [`ApiState::in_store`]) for deployment events to become deliveries.
+    /// A state of parts built elsewhere. The deployments should have the queue as their
+    /// outbox (see [`ApiState::in_store`]) for their events to become deliveries.
     pub fn new(
         keys: ApiKeys,
         webhooks: Arc<WebhookQueue>,
@@ -82,9 +82,14 @@ impl ApiState {
     }
 
     /// Everything over one store: API keys, endpoints checked by `guard`, the delivery queue
-    /// (payload links under `base_url`, the API's public address) and the deployments, whose
-    /// events the queue follows on a new bus (so each transition queues its deliveries).
-    pub fn in_store(store: &Store, clock: &SharedClock, guard: UrlGuard, base_url: &str) -> Self {
+    /// (payload links under `base_url`, the API's public address) and the deployments, with
+    /// the queue as their outbox (each transition's deliveries commit with it).
+    pub fn in_store(
+        store: &Store,
+        clock: &SharedClock,
+        guard: UrlGuard,
+        base_url: &str,
+    ) -> omnicloud_core::Result<Self> {
         let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard);
         let webhooks = Arc::new(WebhookQueue::new(
             store.clone(),
@@ -92,20 +97,16 @@ impl ApiState {
             registry,
             base_url,
         ));
-        let bus = EventBus::new();
-        let queue = webhooks.clone();
-        bus.subscribe(None, move |envelope| queue.enqueue(envelope).map(drop));
-        let deployments = Arc::new(DeploymentService::new(
-            store.clone(),
-            clock.clone(),
-            Some(bus),
-        ));
-        Self::new(
+        let deployments = Arc::new(
+            DeploymentService::new(store.clone(), clock.clone(), Some(EventBus::new()))
+                .with_outbox(webhooks.clone())?,
+        );
+        Ok(Self::new(
             ApiKeys::new(store.clone(), clock.clone()),
             webhooks,
             deployments,
             clock.clone(),
-        )
+        ))
     }
 }
 

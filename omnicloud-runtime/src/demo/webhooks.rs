@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use omnicloud_core::clock::{Clock, ManualClock, SharedClock};
 use omnicloud_core::deploy::DeploymentService;
-use omnicloud_core::events::EventBus;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{
     DeliveryStatus, EndpointRegistry, EndpointSpec, EventType, IpNetwork, UrlGuard,
@@ -185,10 +184,9 @@ pub(super) fn run<W: Write>(
         t.line("webhooks", describe(name, e))?;
     }
 
-    let bus = EventBus::new();
-    let q = queue.clone();
-    bus.subscribe(None, move |envelope| q.enqueue(envelope).map(drop));
-    let deployments = DeploymentService::new(store.clone(), clock.clone(), Some(bus));
+    // The queue is the deployments' outbox: each change commits with its deliveries.
+    let deployments =
+        DeploymentService::new(store.clone(), clock.clone(), None).with_outbox(queue.clone())?;
     let d = deployments.create(&acme, "checkout-api")?;
     manual.advance(0.2).map_err(omnicloud_core::Error::from)?;
     deployments.start(&d.id)?;
