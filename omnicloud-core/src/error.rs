@@ -750,11 +750,13 @@ pub enum DeployError {
         /// Where it was asked to go.
         to: crate::deploy::DeploymentState,
     },
-    /// The outbox (the webhook queue) keeps its rows in another database than the
-    /// deployments, so a change and its deliveries could not commit together.
+    /// The outbox (the webhook queue) writes through another store (another database, or
+    /// another connection to the same file) than the deployments, so a change and its
+    /// deliveries could not commit in one transaction.
     #[error(
-        "the webhook queue must be in the deployments' store ({deployments}), not {outbox}, \
-         so a change and its deliveries commit together"
+        "the webhook queue must use the deployments' store object ({deployments}), not another \
+         store or another opening of a file ({outbox}), so a change and its deliveries commit \
+         in one transaction"
     )]
     OutboxInAnotherStore {
         /// The deployments' store.

@@ -396,27 +396,40 @@ impl WebhookQueue {
     /// attempt), and returned signed for sending now. Deliveries to a disabled endpoint are
     /// exhausted instead.
     pub fn claim_due(&self, limit: usize) -> Result<Vec<WebhookRequest>> {
+        // One write transaction: a dispatcher in another process claiming at the same time
+        // waits, then sees these leases.
+        self.store.write(|tx| self.claim_in(tx, limit))
+    }
+
+    fn claim_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        limit: usize,
+    ) -> Result<Vec<WebhookRequest>> {
         let now = self.clock.now();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<DeliveryRow> = self.store.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
+        let rows: Vec<DeliveryRow> = tx
+            .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM webhook_deliveries
                  WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at, id LIMIT ?2"
-            ))?;
-            stmt.query_map(params![format_timestamp(now), limit], |r| r.try_into())?
-                .collect()
-        })?;
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![format_timestamp(now), limit], |r| r.try_into())?
+                    .collect()
+            })
+            .map_err(|e| self.sql(e))?;
         let mut endpoints: HashMap<String, Option<WebhookEndpoint>> = HashMap::new();
         let mut requests = Vec::new();
-        // Deferrals and leases, written together before anything is handed out.
-        let mut next_at: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let mut next = tx
+            .prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
+            .map_err(|e| self.sql(e))?;
         for row in rows {
             let delivery = self.decode(row)?;
             let endpoint = match endpoints.get(&delivery.endpoint_id) {
                 Some(e) => e.clone(),
                 None => {
-                    let e = match self.registry.get(&delivery.endpoint_id, None) {
+                    let e = match self.registry.get_in(tx, &delivery.endpoint_id) {
                         Ok(e) => Some(e),
                         Err(Error::Webhook(WebhookError::UnknownEndpoint { .. })) => None,
                         Err(other) => return Err(other),
@@ -426,15 +439,20 @@ impl WebhookQueue {
                 }
             };
             let Some(endpoint) = endpoint.filter(|e| e.disabled_reason.is_none()) else {
-                self.finish_unsendable(&delivery, now)?;
+                self.finish_unsendable(tx, &delivery, now)?;
                 continue;
             };
-            if let Err(allowed_at) = self.acquire(&endpoint, now)? {
-                next_at.push((delivery.id.clone(), allowed_at));
+            // Deferred past the rate limit, or leased: nobody else claims it until the lease
+            // ends or the attempt is recorded.
+            let (until, send) = match self.acquire(tx, &endpoint, now)? {
+                Err(allowed_at) => (allowed_at, false),
+                Ok(()) => (now + self.lease, true),
+            };
+            next.execute(params![delivery.id, format_timestamp(until)])
+                .map_err(|e| self.sql(e))?;
+            if !send {
                 continue;
             }
-            // Leased: nobody else claims it until the lease ends or the attempt is recorded.
-            next_at.push((delivery.id.clone(), now + self.lease));
             let timestamp = now.timestamp();
             let secrets = endpoint.signing_secrets(now);
             let signature = signature_header(
@@ -455,7 +473,6 @@ impl WebhookQueue {
                 body: delivery.body,
             });
         }
-        self.set_next(&next_at)?;
         Ok(requests)
     }
 
@@ -706,6 +723,7 @@ impl WebhookQueue {
     /// (so a restart does not reopen the window).
     fn acquire(
         &self,
+        conn: &rusqlite::Connection,
         endpoint: &WebhookEndpoint,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<(), DateTime<Utc>>> {
@@ -715,13 +733,15 @@ impl WebhookQueue {
             .is_none_or(|l| l.limit() != endpoint.rate_limit_per_minute);
         if stale {
             let since = now - TimeDelta::seconds(60);
-            let sends: Vec<String> = self.store.read(|c| {
-                let mut stmt = c.prepare_cached(
+            let sends: Vec<String> = conn
+                .prepare_cached(
                     "SELECT at FROM webhook_attempts WHERE endpoint_id = ?1 AND at > ?2",
-                )?;
-                stmt.query_map(params![endpoint.id, format_timestamp(since)], |r| r.get(0))?
-                    .collect()
-            })?;
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![endpoint.id, format_timestamp(since)], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(|e| self.sql(e))?;
             let sends = sends
                 .iter()
                 .map(|t| self.store.decode_time("webhook_attempts", "at", t))
@@ -737,44 +757,30 @@ impl WebhookQueue {
         Ok(limiter.try_acquire(now))
     }
 
-    fn finish_unsendable(&self, delivery: &Delivery, now: DateTime<Utc>) -> Result<()> {
-        self.store.write(|tx| -> Result<()> {
-            insert_attempt(
-                tx,
-                &delivery.id,
-                delivery.attempts + 1,
-                &delivery.endpoint_id,
-                &format_timestamp(now),
-                None,
-                Some("the endpoint is disabled or deleted"),
-                0,
-            )
-            .map_err(|e| self.sql(e))?;
-            tx.execute(
-                "UPDATE webhook_deliveries SET status = 'exhausted', attempts = attempts + 1,
-                     next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
-                params![delivery.id, format_timestamp(now)],
-            )
-            .map_err(|e| self.sql(e))?;
-            Ok(())
-        })
-    }
-
-    /// Moves the next attempt of each delivery, in one transaction.
-    fn set_next(&self, next_at: &[(String, DateTime<Utc>)]) -> Result<()> {
-        if next_at.is_empty() {
-            return Ok(());
-        }
-        self.store.write(|tx| -> Result<()> {
-            let mut stmt = tx
-                .prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
-                .map_err(|e| self.sql(e))?;
-            for (id, at) in next_at {
-                stmt.execute(params![id, format_timestamp(*at)])
-                    .map_err(|e| self.sql(e))?;
-            }
-            Ok(())
-        })
+    fn finish_unsendable(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        insert_attempt(
+            tx,
+            &delivery.id,
+            delivery.attempts + 1,
+            &delivery.endpoint_id,
+            &format_timestamp(now),
+            None,
+            Some("the endpoint is disabled or deleted"),
+            0,
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.execute(
+            "UPDATE webhook_deliveries SET status = 'exhausted', attempts = attempts + 1,
+                 next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
+            params![delivery.id, format_timestamp(now)],
+        )
+        .map_err(|e| self.sql(e))?;
+        Ok(())
     }
 
     fn sql(&self, e: rusqlite::Error) -> Error {
@@ -888,7 +894,7 @@ fn outcome_status(
     })
 }
 
-/// What a template sees: every field of the default payload's `data`, plus `type`,
+/// What a template sees: every field of the default payload's `data`, plus `event_type`,
 /// `event_id` and the whole default `payload`.
 fn template_context(payload: &Value) -> Value {
     let mut context = payload.get("data").cloned().unwrap_or_else(|| json!({}));

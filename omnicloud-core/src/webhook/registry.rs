@@ -112,16 +112,17 @@ impl EndpointRegistry {
 
     /// The endpoint with this id, if `tenant_id` (when given) owns it.
     pub fn get(&self, id: &str, tenant_id: Option<&TenantId>) -> Result<WebhookEndpoint> {
-        let row: Option<EndpointRow> = self.store.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM webhook_endpoints WHERE id = ?1
-                 AND (?2 IS NULL OR tenant_id = ?2)"
-            ))?
-            .query_row(params![id, tenant_id.map(TenantId::as_str)], |r| {
-                r.try_into()
-            })
-            .optional()
-        })?;
+        let row = self.store.read(|c| get_row(c, id, tenant_id))?;
+        self.found(id, row)
+    }
+
+    /// The endpoint with this id as `conn` (a transaction in progress) sees it.
+    pub(crate) fn get_in(&self, conn: &rusqlite::Connection, id: &str) -> Result<WebhookEndpoint> {
+        let row = get_row(conn, id, None).map_err(|e| self.store.sqlite_error(e))?;
+        self.found(id, row)
+    }
+
+    fn found(&self, id: &str, row: Option<EndpointRow>) -> Result<WebhookEndpoint> {
         let row = row.ok_or_else(|| WebhookError::UnknownEndpoint {
             endpoint_id: id.to_owned(),
         })?;
@@ -364,4 +365,19 @@ fn list_rows(
     ))?;
     stmt.query_map([tenant_id.as_str()], |r| r.try_into())?
         .collect()
+}
+
+/// The endpoint's row (only if it is the tenant's, when a tenant is given).
+fn get_row(
+    conn: &rusqlite::Connection,
+    id: &str,
+    tenant_id: Option<&TenantId>,
+) -> rusqlite::Result<Option<EndpointRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+    ))?
+    .query_row(params![id, tenant_id.map(TenantId::as_str)], |r| {
+        r.try_into()
+    })
+    .optional()
 }

@@ -204,7 +204,7 @@ mod queue {
     use std::time::Duration;
 
     use super::*;
-    use crate::deploy::DeploymentService;
+    use crate::deploy::{DeploymentOutbox, DeploymentService};
     use crate::events::EventBus;
 
     /// A receiver that answers from a script (then 200), recording every request.
@@ -513,6 +513,68 @@ mod queue {
         assert!(queue.claim_due(10).expect("claim").is_empty(), "leased");
         clock.advance(0.5).expect("advance");
         assert_eq!(queue.claim_due(10).expect("claim").len(), 1);
+    }
+
+    #[test]
+    fn dispatchers_on_two_connections_never_claim_the_same_delivery() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("hooks.db");
+        let shared: SharedClock = Arc::new(ManualClock::new(t0()));
+        let queue_on = |store: Store| {
+            let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
+            let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard);
+            Arc::new(WebhookQueue::new(
+                store,
+                shared.clone(),
+                registry,
+                "https://o.example",
+            ))
+        };
+        let first = queue_on(Store::open(&path).expect("open"));
+        let mut spec = EndpointSpec::new(acme(), "http://127.0.0.1:9/hooks");
+        spec.rate_limit_per_minute = 100_000;
+        first.registry().register(&spec).expect("register");
+        let deployments =
+            DeploymentService::new(Store::open(&path).expect("open"), shared.clone(), None)
+                .with_outbox(first.clone());
+        assert!(deployments.is_err(), "another connection is another store");
+        let deployments = DeploymentService::new(
+            DeploymentOutbox::store(&*first).clone(),
+            shared.clone(),
+            None,
+        )
+        .with_outbox(first.clone())
+        .expect("outbox");
+        for i in 0..300 {
+            deployments
+                .create(&acme(), &format!("svc-{i}"))
+                .expect("create");
+        }
+        // A second process's dispatcher: its own connection, its own limiter.
+        let second = queue_on(Store::open(&path).expect("open"));
+        let claimers: Vec<_> = [first, second]
+            .into_iter()
+            .map(|q| {
+                std::thread::spawn(move || {
+                    let mut ids = Vec::new();
+                    loop {
+                        let batch = q.claim_due(7).expect("claim");
+                        if batch.is_empty() {
+                            return ids;
+                        }
+                        ids.extend(batch.into_iter().map(|r| r.delivery_id));
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = claimers
+            .into_iter()
+            .flat_map(|t| t.join().expect("claimer"))
+            .collect();
+        assert_eq!(all.len(), 300);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 300, "a delivery was claimed twice");
     }
 
     #[test]
