@@ -6,7 +6,10 @@ A real HTTP receiver on 127.0.0.1 records every request. In the first test the c
 deployment events and send through the real HTTP transport; time is a ManualClock so that a
 restarted child can step past the lease the killed one held. In the second the children run
 the REST server (`oc.Server`, real time): deployments are made over REST and the server
-process is killed while the receiver holds requests, answers 503 or is slow.
+process is killed while the receiver holds requests, answers 503 or is slow. In the third
+(nothing is sent) the children change deployments as fast as they can, with the deliveries
+written in the same transaction (the transactional outbox), and are killed at random moments:
+every deployment's deliveries match its recorded transitions exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 import http.server
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import pytest
 
@@ -458,3 +462,299 @@ def test_server_killed_with_deliveries_pending_delivers_all_after_restart(tmp_pa
     # The deployments all exist, completed.
     assert sorted(d["id"] for d in deployments) == sorted(deployment_ids)
     assert Counter(d["state"] for d in deployments) == {"completed": DEPLOYMENTS}
+
+
+# --- Deployments changed in a tight loop, killed with SIGKILL at random moments ---------------
+
+#: Launches of the deployment child, each killed at a random moment while it works.
+OUTBOX_KILLS = 36
+
+DEPLOY_CHILD = textwrap.dedent(
+    """
+    import random, sys
+    import omnicloud as oc
+
+    db, wiring, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = random.Random(seed)
+    store = oc.Store.open(db)
+    hooks = oc.WebhookService(store, allow=["127.0.0.1/32"])
+    if wiring == "outbox":
+        # Each change's deliveries are written in the transaction that records it.
+        deployments = oc.DeploymentService(store, webhooks=hooks)
+    else:
+        # The old design, for comparison: the change commits, then a bus subscriber queues
+        # its deliveries in a transaction of its own.
+        bus = oc.EventBus()
+        hooks.follow(bus)
+        deployments = oc.DeploymentService(store, bus=bus)
+
+    # The moves tried from each state ("health" reports a failed health check and stays,
+    # "stop" leaves the deployment where it is).
+    MOVES = {
+        "queued": ["start", "start", "start", "fail", "health"],
+        "in_progress": ["complete", "complete", "fail", "rollback", "health"],
+        "completed": ["rollback", "stop", "stop", "health"],
+        "failed": ["rollback", "stop"],
+    }
+    ops = 0
+
+    def drive(deployment_id, state):
+        global ops
+        while state in MOVES:
+            move = rng.choice(MOVES[state])
+            if move == "stop":
+                return
+            if move == "health":
+                deployments.report_health_check_failed(deployment_id, "http", f"503 from /healthz ({ops})")
+            elif move == "start":
+                state = deployments.start(deployment_id).state.value
+            elif move == "complete":
+                state = deployments.complete(deployment_id).state.value
+            elif move == "fail":
+                state = deployments.fail(deployment_id, f"boom {ops}").state.value
+            else:
+                state = deployments.rollback(deployment_id, f"undo {ops}").state.value
+            ops += 1
+            print(ops, flush=True)
+
+    print("running", flush=True)
+    # First the deployments a killed predecessor left queued or in progress are carried on.
+    for tenant in ("acme", "globex"):
+        for state in ("queued", "in_progress"):
+            for d in deployments.list(tenant, state=state, limit=100000):
+                drive(d.id, d.state.value)
+    i = 0
+    while True:
+        tenant = "globex" if rng.random() < 0.2 else "acme"
+        d = deployments.create(tenant, f"svc-{seed}-{i}")
+        ops += 1
+        print(ops, flush=True)
+        drive(d.id, "queued")
+        i += 1
+    """
+)
+
+
+class Subscription(NamedTuple):
+    """What an endpoint asked for: its tenant, event types and (optionally) states."""
+
+    tenant_id: str
+    event_types: frozenset[str]
+    states: frozenset[str] | None
+
+    def wants(self, tenant_id: str, event_type: str, new_state: str | None) -> bool:
+        """The queue's filter (`WebhookEndpoint::wants`, for the endpoint's tenant only)."""
+        return (
+            tenant_id == self.tenant_id
+            and event_type in self.event_types
+            and (self.states is None or (new_state is not None and new_state in self.states))
+        )
+
+
+def register_outbox_endpoints(db: Path) -> dict[str, Subscription]:
+    """The endpoints the deployment children's changes are delivered to, by id."""
+    hooks = oc.WebhookService(oc.Store.open(db), allow=ALLOW)
+    asked = [
+        # Everything about acme's deployments.
+        ("acme", ["state_change", "rollback_initiated", "health_check_failed"], None),
+        # Only state changes into failed.
+        ("acme", ["state_change"], ["failed"]),
+        # Rollbacks (their new state is rolled_back) and health checks failing in progress.
+        ("acme", ["rollback_initiated", "health_check_failed"], ["in_progress", "rolled_back"]),
+        # Everything about the other tenant's deployments (none of acme's).
+        ("globex", ["state_change", "rollback_initiated", "health_check_failed"], None),
+    ]
+    endpoints: dict[str, Subscription] = {}
+    for tenant, types, states in asked:
+        endpoint = hooks.register(
+            tenant, "http://127.0.0.1:9/hooks", types, states=states, rate_limit_per_minute=100_000
+        )
+        endpoints[endpoint.id] = Subscription(
+            tenant, frozenset(types), None if states is None else frozenset(states)
+        )
+    return endpoints
+
+
+class ChaosRun(NamedTuple):
+    kills: int
+    #: Progress lines (changes made) each launch printed after it said it was running.
+    progress: list[int]
+
+
+def kill_deployment_children(db: Path, log: Path, kills: int, seed: int, wiring: str = "outbox") -> ChaosRun:
+    """Launches the deployment child `kills` times on `db`, each killed with SIGKILL a random
+    5-60 ms after it says it is running (anywhere in its loop: in a transaction, committing,
+    between two). `wiring` "bus" runs the old two-transaction design instead of the outbox."""
+    rng = random.Random(seed)
+    progress: list[int] = []
+    for round_ in range(kills):
+        with log.open("a") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", DEPLOY_CHILD, str(db), wiring, str(seed * 1000 + round_)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        assert proc.stdout is not None
+        try:
+            first = proc.stdout.readline().strip()
+            if first == "running":
+                time.sleep(rng.uniform(0.005, 0.060))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            lines = proc.stdout.read().split()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            proc.stdout.close()
+        # It never stops by itself: anything but our SIGKILL is a failure of the child.
+        assert first == "running" and proc.returncode == -signal.SIGKILL, (
+            f"launch {round_} ended {proc.returncode}: {log.read_text()[-3000:]}"
+        )
+        progress.append(len(lines))
+    return ChaosRun(kills, progress)
+
+
+def all_deliveries(hooks: oc.WebhookService) -> list[oc.Delivery]:
+    """Every delivery in the store, paging with `after`."""
+    deliveries: list[oc.Delivery] = []
+    after: str | None = None
+    while True:
+        page = hooks.deliveries(limit=500, after=after)
+        deliveries.extend(page)
+        if len(page) < 500:
+            return deliveries
+        after = page[-1].id
+
+
+def micros(timestamp: str) -> str:
+    """A payload timestamp (nanoseconds, `Z`) cut to the microseconds a datetime keeps."""
+    date, _, fraction = timestamp.rstrip("Z").partition(".")
+    return f"{date}.{(fraction + '000000')[:6]}"
+
+
+def check_deliveries_match_transitions(db: Path, endpoints: dict[str, Subscription]) -> Counter[str]:
+    """Asserts that every deployment's deliveries are exactly those its recorded transitions
+    imply, per endpoint filter, and that health-check deliveries are well-formed; returns how
+    many deliveries there are of each event type."""
+    store = oc.Store.open(db)
+    store.integrity_check()
+    deployments = oc.DeploymentService(store)
+    hooks = oc.WebhookService(store, allow=ALLOW)
+
+    tenant_of: dict[str, str] = {}
+    expected: dict[str, Counter[tuple[str, str, str | None, str, str, str | None]]] = {}
+    states_of: dict[str, set[str]] = {}
+    for tenant in ("acme", "globex"):
+        for d in deployments.list(tenant, limit=1_000_000):
+            tenant_of[d.id] = tenant
+            history = deployments.history(d.id)
+            # The history is a chain from the creation to the current state.
+            assert history[0][0] is None and history[-1][1] == d.state, (d, history)
+            assert all(a[1] == b[0] for a, b in zip(history, history[1:])), history
+            states_of[d.id] = {str(to) for _, to, _, _ in history}
+            want: Counter[tuple[str, str, str | None, str, str, str | None]] = Counter()
+            for frm, to, at, reason in history:
+                old, new = None if frm is None else str(frm), str(to)
+                when = at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+                for endpoint_id, sub in endpoints.items():
+                    # One state_change per transition (the creation included) ...
+                    if sub.wants(tenant, "state_change", new):
+                        want[(endpoint_id, "state_change", old, new, when, reason)] += 1
+                    # ... and a rollback_initiated with each transition into rolled_back.
+                    if new == "rolled_back" and sub.wants(tenant, "rollback_initiated", new):
+                        want[(endpoint_id, "rollback_initiated", old, new, when, reason)] += 1
+            expected[d.id] = want
+
+    deliveries = all_deliveries(hooks)
+    assert len({d.id for d in deliveries}) == len(deliveries), "a delivery was listed twice"
+    actual: dict[str, Counter[tuple[str, str, str | None, str, str, str | None]]] = {
+        deployment_id: Counter() for deployment_id in expected
+    }
+    #: Each message (one event): its endpoints, and what every delivery of it carries.
+    messages: dict[str, set[str]] = {}
+    message_event: dict[str, tuple[str, str, str, str | None, str]] = {}
+    for delivery in deliveries:
+        assert delivery.endpoint_id in endpoints, f"a delivery to an unknown endpoint: {delivery.id}"
+        sub = endpoints[delivery.endpoint_id]
+        payload = json.loads(delivery.body)
+        data = payload["data"]
+        deployment_id = data["deployment_id"]
+        # No delivery without its deployment, none to another tenant's endpoint, none sent.
+        assert deployment_id in tenant_of, f"a delivery for an unknown deployment: {delivery.body}"
+        assert delivery.tenant_id == sub.tenant_id == data["tenant_id"] == tenant_of[deployment_id], delivery.body
+        assert payload["type"] == f"deployment.{delivery.event_type}"
+        assert delivery.status == "pending" and delivery.attempt_count == 0
+        assert sub.wants(delivery.tenant_id, delivery.event_type, data["new_state"]), delivery.body
+        event = (payload["event_id"], delivery.event_type, deployment_id, data["old_state"], data["new_state"])
+        assert message_event.setdefault(delivery.message_id, event) == event, "one message, two events"
+        endpoints_of_message = messages.setdefault(delivery.message_id, set())
+        assert delivery.endpoint_id not in endpoints_of_message, "an event delivered twice to one endpoint"
+        endpoints_of_message.add(delivery.endpoint_id)
+        if delivery.event_type == "health_check_failed":
+            # No record to compare with: its state is one the deployment was in, its old state
+            # none, and it names the check and what it saw.
+            assert data["old_state"] is None and data["new_state"] in states_of[deployment_id], delivery.body
+            assert data["check"] == "http" and data["reason"].startswith("503 from /healthz"), delivery.body
+            continue
+        key = (
+            delivery.endpoint_id,
+            delivery.event_type,
+            data["old_state"],
+            data["new_state"],
+            micros(data["timestamp"]),
+            data["reason"],
+        )
+        actual[deployment_id][key] += 1
+
+    # Every endpoint that wants an event has its delivery, in the same message (health checks
+    # included: they are checked message by message).
+    for message_id, endpoint_ids in messages.items():
+        _, event_type, deployment_id, _, new_state = message_event[message_id]
+        wanting = {e for e, sub in endpoints.items() if sub.wants(tenant_of[deployment_id], event_type, new_state)}
+        assert endpoint_ids == wanting, f"message {message_id} ({event_type}) reached {endpoint_ids}, not {wanting}"
+
+    # The heart of it: for EVERY deployment, no delivery without its transition and no
+    # transition without its deliveries.
+    wrong = {
+        deployment_id: (sorted(want - actual[deployment_id]), sorted(actual[deployment_id] - want))
+        for deployment_id, want in expected.items()
+        if actual[deployment_id] != want
+    }
+    assert not wrong, (
+        f"{len(wrong)} of {len(expected)} deployments have deliveries that do not match their "
+        f"transitions (missing, unexpected): {list(wrong.items())[:5]}"
+    )
+    return Counter(d.event_type for d in deliveries)
+
+
+@pytest.mark.timeout(120)
+def test_deployment_changes_and_their_deliveries_survive_sigkill_together(tmp_path: Path) -> None:
+    """A process changing deployments as fast as it can, with `webhooks=`, is killed with
+    SIGKILL at random moments, again and again on the same file: afterwards every deployment's
+    deliveries are exactly those its recorded transitions imply for each endpoint's filter.
+
+    This is the transactional outbox at work: a change and its deliveries commit in one SQLite
+    transaction, so a kill keeps both or neither. The old design committed the change, then
+    queued its deliveries in a second transaction (an event-bus subscriber, as `follow` still
+    does; the child runs it with wiring "bus"): the child spends a good part of its loop
+    between those two commits, so some of these kills land there and leave a recorded
+    transition without its deliveries (or, as a rollback's two events were queued one by one,
+    its rollback_initiated without its state change): a deployment whose expected and actual
+    deliveries differ, which fails the last assertion of `check_deliveries_match_transitions`.
+    (Run with wiring "bus", 36 kills left 13 to 17 such deployments per run.)
+    """
+    db = tmp_path / "outbox.db"
+    log = tmp_path / "deploy-children.log"
+    endpoints = register_outbox_endpoints(db)
+
+    run = kill_deployment_children(db, log, OUTBOX_KILLS, seed=20260301)
+    # The kills landed while the children worked, not before they started.
+    assert sum(n > 0 for n in run.progress) >= OUTBOX_KILLS // 2, run.progress
+    assert sum(run.progress) >= 100, run.progress
+
+    by_type = check_deliveries_match_transitions(db, endpoints)
+    # Every kind of delivery was made (the filters and every path were exercised).
+    assert set(by_type) == {"state_change", "rollback_initiated", "health_check_failed"}, by_type
