@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api keys: tenants' REST API keys (hashed)",
         sql: crate::apikey::SCHEMA,
     },
+    Migration {
+        version: 11,
+        name: "webhooks: deliveries found by their event (queueing is idempotent)",
+        sql: crate::webhook::EVENT_INDEX,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").

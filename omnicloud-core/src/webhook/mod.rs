@@ -35,7 +35,7 @@ pub use signing::{
 };
 pub use template::{MAX_RENDERED_BYTES, MAX_TEMPLATE_BYTES, TEMPLATE_FUEL, Template};
 
-pub(crate) use schema::SCHEMA;
+pub(crate) use schema::{EVENT_INDEX, SCHEMA};
 
 #[cfg(test)]
 mod tests;

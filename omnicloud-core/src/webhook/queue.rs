@@ -228,7 +228,8 @@ impl WebhookQueue {
 
     /// Queues deliveries of many events in one transaction (all or none); returns the
     /// deliveries' ids in event order. Events that are not deployment events, or that no
-    /// endpoint wants, add nothing.
+    /// endpoint wants, add nothing. Idempotent: an endpoint that already has a delivery of an
+    /// event (by the event's id) gets no second one.
     pub fn enqueue_many(&self, envelopes: &[Envelope]) -> Result<Vec<String>> {
         self.store.write(|tx| self.enqueue_in(tx, envelopes))
     }
@@ -250,8 +251,13 @@ impl WebhookQueue {
             if !endpoints.contains_key(tenant) {
                 endpoints.insert(tenant.clone(), self.registry.list_in(tx, tenant)?);
             }
-            let wanting = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
-            if let Some(message) = self.message(envelope, tenant, wanting) {
+            let tenant_endpoints = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
+            let queued = queued_endpoints(tx, &envelope.id).map_err(|e| self.sql(e))?;
+            let wanting: Vec<&WebhookEndpoint> = tenant_endpoints
+                .iter()
+                .filter(|e| !queued.contains(&e.id))
+                .collect();
+            if let Some(message) = self.message(envelope, tenant, &wanting) {
                 self.insert_message(tx, &message, &now, &mut ids)
                     .map_err(|e| self.sql(e))?;
             }
@@ -265,13 +271,14 @@ impl WebhookQueue {
         &self,
         envelope: &Envelope,
         tenant: &TenantId,
-        endpoints: &[WebhookEndpoint],
+        endpoints: &[&WebhookEndpoint],
     ) -> Option<Message> {
         let event_type = EventType::parse(envelope.event.name()).ok()?;
         let data = envelope.event.data();
         let (_, new_state) = states_of(event_type, &data);
         let wanting: Vec<&WebhookEndpoint> = endpoints
             .iter()
+            .copied()
             .filter(|e| e.wants(event_type, new_state))
             .collect();
         if wanting.is_empty() {
@@ -856,6 +863,16 @@ fn states_of(
         EventType::RollbackInitiated => (state("state"), Some(DeploymentState::RolledBack)),
         EventType::HealthCheckFailed => (None, state("state")),
     }
+}
+
+/// The endpoints that already have a delivery of the event with this id.
+fn queued_endpoints(conn: &rusqlite::Connection, event_id: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT d.endpoint_id FROM webhook_messages m
+         JOIN webhook_deliveries d ON d.message_id = m.id WHERE m.event_id = ?1",
+    )?
+    .query_map([event_id], |r| r.get(0))?
+    .collect()
 }
 
 /// A message about to be written: its deliveries' endpoints and bodies (or why the

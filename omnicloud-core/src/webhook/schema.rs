@@ -57,3 +57,10 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, at);
 ";
+
+/// Migration 11: an event's deliveries are found by its id, so queueing an event again (a
+/// replay, or a second subscriber on the same bus) adds only what is missing.
+pub(crate) const EVENT_INDEX: &str = "
+CREATE INDEX webhook_messages_event ON webhook_messages (event_id);
+CREATE INDEX webhook_deliveries_message ON webhook_deliveries (message_id);
+";

@@ -578,6 +578,59 @@ mod queue {
     }
 
     #[test]
+    fn queueing_an_event_again_adds_only_what_is_missing() {
+        let p = pipeline();
+        let first = endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        p.deployments.create(&acme(), "a").expect("create");
+        let (queued,) = match p
+            .queue
+            .deliveries(None, None, None, 10, None)
+            .expect("list")[..]
+        {
+            [ref d] => (d.clone(),),
+            ref other => panic!("expected one delivery, got {other:?}"),
+        };
+        let message_event: String = DeploymentOutbox::store(&*p.queue)
+            .read(|c| {
+                c.query_row(
+                    "SELECT event_id FROM webhook_messages WHERE id = ?1",
+                    [&queued.message_id],
+                    |r| r.get(0),
+                )
+            })
+            .expect("event id");
+        let envelope = crate::events::Envelope {
+            id: message_event,
+            at: t0(),
+            event: crate::events::Event::DeploymentStateChanged {
+                deployment: p
+                    .deployments
+                    .list(&acme(), None, 1)
+                    .expect("list")
+                    .remove(0),
+                old_state: None,
+            },
+        };
+        // The same event again: nothing new.
+        assert!(p.queue.enqueue(&envelope).expect("again").is_empty());
+        // A new endpoint: the replay reaches it, and only it.
+        let second = endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        let added = p.queue.enqueue(&envelope).expect("replay");
+        assert_eq!(added.len(), 1);
+        assert_eq!(
+            p.queue.delivery(&added[0]).expect("get").endpoint_id,
+            second.id
+        );
+        assert_eq!(
+            p.queue
+                .deliveries(None, Some(&first.id), None, 10, None)
+                .expect("list")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_template_that_fails_at_delivery_time_exhausts_with_the_reason() {
         let p = pipeline();
         endpoint(&p, |s| {
