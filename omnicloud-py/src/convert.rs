@@ -8,6 +8,7 @@
 //!   convert to `serde_json::Value` and back.
 
 use chrono::{DateTime, Utc};
+use omnicloud_core::webhook::TemplateValue;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -120,12 +121,101 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "object".to_owned())
 }
 
+/// What a JSON-like Python value is converted into: serde_json for the core's JSON, or
+/// a template's values (no intermediate JSON).
+pub(crate) trait JsonTarget: Sized {
+    /// `None`.
+    fn null() -> Self;
+    /// A bool.
+    fn bool(b: bool) -> Self;
+    /// An integer that fits in 64 signed bits.
+    fn int(i: i64) -> Self;
+    /// An integer above `i64::MAX` that fits in 64 unsigned bits.
+    fn uint(u: u64) -> Self;
+    /// A finite float.
+    fn float(f: f64) -> Self;
+    /// A string.
+    fn string(s: &str) -> Self;
+    /// A list.
+    fn list(items: Vec<Self>) -> Self;
+    /// A map, in the dict's order.
+    fn map(entries: Vec<(String, Self)>) -> Self;
+}
+
+impl JsonTarget for Value {
+    fn null() -> Self {
+        Value::Null
+    }
+    fn bool(b: bool) -> Self {
+        Value::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        Value::from(i)
+    }
+    fn uint(u: u64) -> Self {
+        Value::from(u)
+    }
+    fn float(f: f64) -> Self {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+    fn string(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+    fn list(items: Vec<Self>) -> Self {
+        Value::Array(items)
+    }
+    fn map(entries: Vec<(String, Self)>) -> Self {
+        // Building the ordered map from all entries at once beats inserting one by one.
+        Value::Object(entries.into_iter().collect())
+    }
+}
+
+impl JsonTarget for TemplateValue {
+    fn null() -> Self {
+        TemplateValue::from(())
+    }
+    fn bool(b: bool) -> Self {
+        TemplateValue::from(b)
+    }
+    fn int(i: i64) -> Self {
+        TemplateValue::from(i)
+    }
+    fn uint(u: u64) -> Self {
+        TemplateValue::from(u)
+    }
+    fn float(f: f64) -> Self {
+        TemplateValue::from(f)
+    }
+    fn string(s: &str) -> Self {
+        TemplateValue::from(s)
+    }
+    fn list(items: Vec<Self>) -> Self {
+        TemplateValue::from(items)
+    }
+    fn map(entries: Vec<(String, Self)>) -> Self {
+        TemplateValue::from(
+            entries
+                .into_iter()
+                .collect::<std::collections::BTreeMap<String, Self>>(),
+        )
+    }
+}
+
 /// A JSON-like Python value as JSON.
 pub(crate) fn json_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
     json_from_py_at(obj, what, 0)
 }
 
-fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Value> {
+/// A JSON-like Python value as a template value (what [`json_from_py`] accepts, converted
+/// straight into template values).
+pub(crate) fn template_value_from_py(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<TemplateValue> {
+    json_from_py_at(obj, what, 0)
+}
+
+fn json_from_py_at<T: JsonTarget>(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<T> {
     if depth > MAX_JSON_DEPTH {
         return Err(BindingError::value(format!(
             "{what} is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -134,20 +224,20 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
     }
     // The common JSON types first, most frequent first.
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
+        return Ok(T::string(s.to_str()?));
     }
     if obj.is_none() {
-        return Ok(Value::Null);
+        return Ok(T::null());
     }
     if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
+        return Ok(T::bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
         if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::from(i));
+            return Ok(T::int(i));
         }
         if let Ok(u) = obj.extract::<u64>() {
-            return Ok(Value::from(u));
+            return Ok(T::uint(u));
         }
         return Err(BindingError::value(format!(
             "{what}: integer {} does not fit in 64 bits",
@@ -157,11 +247,10 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         let v = f.value();
-        return serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| {
-                BindingError::value(format!("{what}: {v} is not a finite number")).into()
-            });
+        if !v.is_finite() {
+            return Err(BindingError::value(format!("{what}: {v} is not a finite number")).into());
+        }
+        return Ok(T::float(v));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut entries = Vec::with_capacity(d.len());
@@ -178,30 +267,29 @@ fn json_from_py_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult
                 json_from_py_at(&v, what, depth + 1)?,
             ));
         }
-        // Building the ordered map from all entries at once beats inserting one by one.
-        return Ok(Value::Object(entries.into_iter().collect()));
+        return Ok(T::map(entries));
     }
     if let Ok(list) = obj.cast::<PyList>() {
         let items = list
             .iter()
             .map(|item| json_from_py_at(&item, what, depth + 1))
             .collect::<PyResult<Vec<_>>>()?;
-        return Ok(Value::Array(items));
+        return Ok(T::list(items));
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
         let items = tuple
             .iter()
             .map(|item| json_from_py_at(&item, what, depth + 1))
             .collect::<PyResult<Vec<_>>>()?;
-        return Ok(Value::Array(items));
+        return Ok(T::list(items));
     }
     if obj.is_instance(decimal_type(obj.py())?)? {
         // Exact decimals travel as strings, as JSON numbers would round through binary floats.
-        return Ok(Value::String(obj.str()?.to_string()));
+        return Ok(T::string(&obj.str()?.to_string()));
     }
     if obj.is_instance_of::<PyDateTime>() {
         let at = utc_from_py(obj, what)?;
-        return Ok(Value::String(omnicloud_core::store::format_timestamp(at)));
+        return Ok(T::string(&omnicloud_core::store::format_timestamp(at)));
     }
     Err(BindingError::type_error(format!(
         "{what} must be JSON-like (dict, list, tuple, str, int, float, bool, None, Decimal, \

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::clock::clock_arg;
-use crate::convert::{json_from_py, json_to_py};
+use crate::convert::{json_to_py, template_value_from_py};
 use crate::errors::BindingError;
 use crate::events::{Event, EventBus};
 use crate::gateway::detached;
@@ -40,10 +40,11 @@ impl Template {
     }
     /// Renders with `context` (a dict of JSON values) to text.
     fn render(&self, py: Python<'_>, context: &Bound<'_, PyDict>) -> PyResult<String> {
-        let context = json_from_py(context.as_any(), "context")?;
+        let context = template_value_from_py(context.as_any(), "context")?;
         let t = self.inner.clone();
         detached(py, move || {
-            t.render(&context).map_err(omnicloud_core::Error::from)
+            t.render_value(&context)
+                .map_err(omnicloud_core::Error::from)
         })
     }
     /// Renders with `context`, then parses the output as JSON (a `TemplateError` if it is not).
@@ -52,10 +53,11 @@ impl Template {
         py: Python<'py>,
         context: &Bound<'py, PyDict>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let context = json_from_py(context.as_any(), "context")?;
+        let context = template_value_from_py(context.as_any(), "context")?;
         let t = self.inner.clone();
         let value = detached(py, move || {
-            t.render_json(&context).map_err(omnicloud_core::Error::from)
+            t.render_value_json(&context)
+                .map_err(omnicloud_core::Error::from)
         })?;
         json_to_py(py, &value)
     }

@@ -486,3 +486,25 @@ def test_deployments_and_their_deliveries_share_one_store(tmp_path: Path) -> Non
     d = deployments.create("acme", "checkout")
     (queued,) = hooks.deliveries(endpoint_id=endpoint.id)
     assert json.loads(queued.body)["data"]["deployment_id"] == d.id
+
+
+def test_queueing_is_idempotent_by_event(tmp_path: Path) -> None:
+    store = oc.Store.open(tmp_path / "d.db")
+    bus = oc.EventBus()
+    seen: list[oc.Event] = []
+    bus.subscribe(seen.append)
+    hooks = oc.WebhookService(store, allow=["127.0.0.1/32"])
+    first = hooks.register("acme", "http://127.0.0.1:9/a", ["state_change"])
+    # Both wirings at once: the outbox queues in the transaction, the follower finds it done.
+    hooks.follow(bus)
+    deployments = oc.DeploymentService(store, bus=bus, webhooks=hooks)
+    d = deployments.create("acme", "checkout")
+    deployments.start(d.id)
+    assert len(hooks.deliveries(endpoint_id=first.id)) == 2
+    assert hooks.enqueue(seen) == []
+    # A replay after a new endpoint reaches only the new one.
+    second = hooks.register("acme", "http://127.0.0.1:9/b", ["state_change"])
+    replayed = hooks.enqueue(seen)
+    assert {hooks.delivery(i).endpoint_id for i in replayed} == {second.id}
+    assert len(replayed) == 2
+    assert len(hooks.deliveries(endpoint_id=first.id)) == 2

@@ -19,6 +19,8 @@ pub use endpoint::{EndpointSpec, EventType, WebhookEndpoint};
 pub use guard::{
     AddressClass, Host, IpNetwork, MAX_URL_LEN, Scheme, UrlGuard, WebhookUrl, classify,
 };
+/// A template's values (a context for [`Template::render_value`]): minijinja's.
+pub use minijinja::Value as TemplateValue;
 pub use queue::{
     Attempt, AttemptOutcome, CLAIM_LEASE, Delivery, DeliveryStatus, WebhookQueue, WebhookRequest,
     WebhookTransport,

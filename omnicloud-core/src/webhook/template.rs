@@ -26,7 +26,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Serde, Value};
+use minijinja::value::{Serde, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 
 use crate::error::WebhookError;
@@ -105,6 +105,22 @@ impl Template {
                 ),
             });
         }
+        self.render_value(&Value::from(Serde(context)))
+    }
+
+    /// Renders the template with a context made of template values (a map whose keys are
+    /// the variables): what a binding converting its own values uses, skipping JSON.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`render`](Self::render).
+    pub fn render_value(&self, context: &Value) -> Result<String, WebhookError> {
+        if context.kind() != ValueKind::Map {
+            return Err(WebhookError::Render {
+                line: None,
+                reason: format!("the context must be a map, not {}", context.kind()),
+            });
+        }
         let output = self
             .render_with(&self.inner.env, context)
             .map_err(|e| self.render_error(&e, context))?;
@@ -132,25 +148,27 @@ impl Template {
         &self,
         context: &serde_json::Value,
     ) -> Result<serde_json::Value, WebhookError> {
-        let output = self.render(context)?;
-        serde_json::from_str(&output).map_err(|e| WebhookError::Render {
-            line: None,
-            reason: format!("the rendered payload is not valid JSON: {e}"),
-        })
+        parse_rendered(&self.render(context)?)
     }
 
-    fn render_with(
-        &self,
-        env: &Environment<'static>,
-        context: &serde_json::Value,
-    ) -> Result<String, Error> {
-        env.get_template(NAME)?.render(Value::from(Serde(context)))
+    /// Renders with template values (as [`render_value`](Self::render_value)) and parses
+    /// the output as JSON (as [`render_json`](Self::render_json)).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`render_json`](Self::render_json).
+    pub fn render_value_json(&self, context: &Value) -> Result<serde_json::Value, WebhookError> {
+        parse_rendered(&self.render_value(context)?)
+    }
+
+    fn render_with(&self, env: &Environment<'static>, context: &Value) -> Result<String, Error> {
+        env.get_template(NAME)?.render(context)
     }
 
     /// Turns a render error into ours. An undefined-value error is rendered again in debug
     /// mode, which tracks where undefined values come from and so can name the variable;
     /// the fast path runs without that bookkeeping.
-    fn render_error(&self, error: &Error, context: &serde_json::Value) -> WebhookError {
+    fn render_error(&self, error: &Error, context: &Value) -> WebhookError {
         let named = if error.kind() == ErrorKind::UndefinedError {
             environment(&self.inner.source, true)
                 .and_then(|env| self.render_with(&env, context))
@@ -244,6 +262,14 @@ fn describe(error: &Error) -> String {
         Some(source) => format!("{reason}: {source}"),
         None => reason,
     }
+}
+
+/// Parses a rendered payload as JSON.
+fn parse_rendered(output: &str) -> Result<serde_json::Value, WebhookError> {
+    serde_json::from_str(output).map_err(|e| WebhookError::Render {
+        line: None,
+        reason: format!("the rendered payload is not valid JSON: {e}"),
+    })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
