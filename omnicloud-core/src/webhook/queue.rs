@@ -251,13 +251,11 @@ impl WebhookQueue {
             if !endpoints.contains_key(tenant) {
                 endpoints.insert(tenant.clone(), self.registry.list_in(tx, tenant)?);
             }
-            let tenant_endpoints = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
-            let queued = queued_endpoints(tx, &envelope.id).map_err(|e| self.sql(e))?;
-            let wanting: Vec<&WebhookEndpoint> = tenant_endpoints
-                .iter()
-                .filter(|e| !queued.contains(&e.id))
-                .collect();
-            if let Some(message) = self.message(envelope, tenant, &wanting) {
+            let tenant_endpoints: Vec<&WebhookEndpoint> = endpoints
+                .get(tenant)
+                .map(|e| e.iter().collect())
+                .unwrap_or_default();
+            if let Some(message) = self.message(envelope, tenant, &tenant_endpoints) {
                 self.insert_message(tx, &message, &now, &mut ids)
                     .map_err(|e| self.sql(e))?;
             }
@@ -318,18 +316,29 @@ impl WebhookQueue {
         now: &str,
         ids: &mut Vec<String>,
     ) -> rusqlite::Result<()> {
-        tx.prepare_cached(
-            "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            message.id,
-            message.tenant.as_str(),
-            message.event_type.as_str(),
-            message.event_id,
-            message.occurred_at
-        ])?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (event_id) DO NOTHING",
+            )?
+            .execute(params![
+                message.id,
+                message.tenant.as_str(),
+                message.event_type.as_str(),
+                message.event_id,
+                message.occurred_at
+            ])?;
+        // Queued before (a replay, or a second subscriber): the same message gets only the
+        // deliveries it lacks, so receivers see one `webhook-id` per event.
+        let (message_id, queued) = if inserted == 1 {
+            (message.id.clone(), Vec::new())
+        } else {
+            existing_message(tx, &message.event_id)?
+        };
         for (endpoint_id, body) in &message.bodies {
+            if queued.contains(endpoint_id) {
+                continue;
+            }
             let id = format!("dlv_{}", generate_id().replace('-', ""));
             let (status, next, text, attempts) = match body {
                 Ok(text) => (DeliveryStatus::Pending, Some(now), text.as_str(), 0),
@@ -342,7 +351,7 @@ impl WebhookQueue {
             .execute(params![
                 id,
                 endpoint_id,
-                message.id,
+                message_id,
                 message.tenant.as_str(),
                 message.event_type.as_str(),
                 status.as_str(),
@@ -865,14 +874,20 @@ fn states_of(
     }
 }
 
-/// The endpoints that already have a delivery of the event with this id.
-fn queued_endpoints(conn: &rusqlite::Connection, event_id: &str) -> rusqlite::Result<Vec<String>> {
-    conn.prepare_cached(
-        "SELECT d.endpoint_id FROM webhook_messages m
-         JOIN webhook_deliveries d ON d.message_id = m.id WHERE m.event_id = ?1",
-    )?
-    .query_map([event_id], |r| r.get(0))?
-    .collect()
+/// The message already queued for the event with this id, and the endpoints it has
+/// deliveries for.
+fn existing_message(
+    conn: &rusqlite::Connection,
+    event_id: &str,
+) -> rusqlite::Result<(String, Vec<String>)> {
+    let message: String = conn
+        .prepare_cached("SELECT id FROM webhook_messages WHERE event_id = ?1")?
+        .query_row([event_id], |r| r.get(0))?;
+    let endpoints = conn
+        .prepare_cached("SELECT endpoint_id FROM webhook_deliveries WHERE message_id = ?1")?
+        .query_map([&message], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((message, endpoints))
 }
 
 /// A message about to be written: its deliveries' endpoints and bodies (or why the

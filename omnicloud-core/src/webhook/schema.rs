@@ -58,9 +58,13 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, at);
 ";
 
-/// Migration 11: an event's deliveries are found by its id, so queueing an event again (a
-/// replay, or a second subscriber on the same bus) adds only what is missing.
+/// Migration 11: one message per event (an event queued again, by a replay or a second
+/// subscriber, adds only the deliveries it lacks to that message), and deliveries found by
+/// their message. Events queued twice before this are told apart by suffixing the later
+/// copies' event ids with their message id.
 pub(crate) const EVENT_INDEX: &str = "
-CREATE INDEX webhook_messages_event ON webhook_messages (event_id);
+UPDATE webhook_messages SET event_id = event_id || '#' || id
+    WHERE id NOT IN (SELECT MIN(id) FROM webhook_messages GROUP BY event_id);
+CREATE UNIQUE INDEX webhook_messages_event ON webhook_messages (event_id);
 CREATE INDEX webhook_deliveries_message ON webhook_deliveries (message_id);
 ";
