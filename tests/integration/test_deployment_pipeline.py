@@ -508,3 +508,5 @@ def test_queueing_is_idempotent_by_event(tmp_path: Path) -> None:
     assert {hooks.delivery(i).endpoint_id for i in replayed} == {second.id}
     assert len(replayed) == 2
     assert len(hooks.deliveries(endpoint_id=first.id)) == 2
+    # One message per event: the new endpoint's deliveries carry the same webhook-id.
+    assert {hooks.delivery(i).message_id for i in replayed} == {x.message_id for x in hooks.deliveries(endpoint_id=first.id)}
