@@ -179,16 +179,34 @@ impl DeploymentService {
         state: Option<DeploymentState>,
         limit: usize,
     ) -> Result<Vec<Deployment>> {
+        self.page(tenant_id, state, limit, None)
+    }
+
+    /// A page of [`list`](Self::list): the deployments after the one with id `after` (the
+    /// last of the previous page) in that order. An `after` that is not one of the tenant's
+    /// deployments gives an empty page.
+    pub fn page(
+        &self,
+        tenant_id: &TenantId,
+        state: Option<DeploymentState>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<Deployment>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<DeploymentRow> = self.store.read(|c| {
+            // Keyset paging along the tenant's (created_at, id) index.
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM deployments WHERE tenant_id = ?1
-                 AND (?2 IS NULL OR state = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3"
+                 AND (?2 IS NULL OR state = ?2)
+                 AND (?3 IS NULL OR (created_at, id) < (SELECT created_at, id FROM deployments
+                                                        WHERE id = ?3 AND tenant_id = ?1))
+                 ORDER BY created_at DESC, id DESC LIMIT ?4"
             ))?;
             stmt.query_map(
                 params![
                     tenant_id.as_str(),
                     state.map(DeploymentState::as_str),
+                    after,
                     limit
                 ],
                 |r| r.try_into(),

@@ -335,3 +335,50 @@ fn an_outbox_in_another_store_is_refused() {
         Err(Error::Deploy(DeployError::OutboxInAnotherStore { .. }))
     ));
 }
+
+#[test]
+fn pages_follow_the_list_order_and_stay_per_tenant() {
+    let w = world();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        w.clock.advance(1.0).expect("advance");
+        ids.push(
+            w.service
+                .create(&acme(), &format!("svc-{i}"))
+                .expect("create")
+                .id,
+        );
+    }
+    let other = TenantId::new("globex").expect("tenant");
+    let theirs = w.service.create(&other, "theirs").expect("create");
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = w
+            .service
+            .page(&acme(), None, 3, after.as_deref())
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|d| d.id.clone());
+        seen.extend(page.into_iter().map(|d| d.id));
+    }
+    assert_eq!(seen, ids);
+    let listed: Vec<String> = w
+        .service
+        .list(&acme(), None, 100)
+        .expect("list")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, ids);
+    // Another tenant's id is no cursor.
+    assert!(
+        w.service
+            .page(&acme(), None, 3, Some(&theirs.id))
+            .expect("page")
+            .is_empty()
+    );
+}

@@ -235,21 +235,14 @@ pub(crate) async fn list(
     let limit = page_limit(query.limit)?;
     let s = state.clone();
     let filter = query.state.map(Into::into);
-    let mut all = blocking(move || Ok(s.deployments.list(&tenant, filter, usize::MAX)?)).await?;
-    // Deployment ids are UUIDv7: descending id order is newest first, and a stable cursor.
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    // One more than the page, to learn whether another follows.
+    let page = blocking(move || {
+        Ok(s.deployments
+            .page(&tenant, filter, limit + 1, query.after.as_deref())?)
+    })
+    .await?;
     let now = state.clock.now();
-    let items: Vec<Deployment> = all
-        .iter()
-        .filter(|d| {
-            query
-                .after
-                .as_deref()
-                .is_none_or(|after| d.id.as_str() < after)
-        })
-        .take(limit + 1)
-        .map(|d| Deployment::new(d, now))
-        .collect();
+    let items: Vec<Deployment> = page.iter().map(|d| Deployment::new(d, now)).collect();
     let (data, next_after) = paginate(items, limit, |d| &d.id);
     Ok(axum::Json(DeploymentList { data, next_after }))
 }
