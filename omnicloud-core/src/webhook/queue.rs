@@ -23,7 +23,7 @@ use super::{
 use crate::clock::SharedClock;
 use crate::deploy::{DeploymentOutbox, DeploymentState};
 use crate::error::{Error, Result, StoreError, WebhookError};
-use crate::events::Envelope;
+use crate::events::{Envelope, Event};
 use crate::ids::{TenantId, generate_id};
 use crate::store::{Store, format_timestamp};
 
@@ -271,28 +271,31 @@ impl WebhookQueue {
         tenant: &TenantId,
         endpoints: &[&WebhookEndpoint],
     ) -> Option<Message> {
-        let event_type = EventType::parse(envelope.event.name()).ok()?;
-        let data = envelope.event.data();
-        let (_, new_state) = states_of(event_type, &data);
+        let (event_type, payload) = self.payload(envelope)?;
         let wanting: Vec<&WebhookEndpoint> = endpoints
             .iter()
             .copied()
-            .filter(|e| e.wants(event_type, new_state))
+            .filter(|e| e.wants(event_type, payload.data.new_state))
             .collect();
         if wanting.is_empty() {
             return None;
         }
-        let payload = self.default_payload(envelope, event_type, &data);
-        let default_body = payload.to_string();
+        let default_body = serde_json::to_string(&payload).ok()?;
+        // What templates see, made once and only if an endpoint has a template.
+        let mut context: Option<Value> = None;
         let bodies = wanting
             .iter()
             .map(|e| {
                 let body = match &e.template {
                     None => Ok(default_body.clone()),
-                    Some(t) => t
-                        .render_json(&template_context(&payload))
-                        .map(|v| v.to_string())
-                        .map_err(|err| format!("the endpoint's template failed: {err}")),
+                    Some(t) => {
+                        let context = context.get_or_insert_with(|| {
+                            template_context(&serde_json::to_value(&payload).unwrap_or_default())
+                        });
+                        t.render_json(context)
+                            .map(|v| v.to_string())
+                            .map_err(|err| format!("the endpoint's template failed: {err}"))
+                    }
                 };
                 (e.id.clone(), body)
             })
@@ -369,42 +372,70 @@ impl WebhookQueue {
     }
 
     /// The payload sent when the endpoint has no template (Standard Webhooks' shape: `type`,
-    /// `timestamp`, `data`). `health_check_failed` also names the failed `check`.
-    fn default_payload(&self, envelope: &Envelope, event_type: EventType, data: &Value) -> Value {
-        let id = data
-            .get("deployment_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let (old_state, new_state) = states_of(event_type, data);
-        let field = |name: &str| data.get(name).cloned().unwrap_or(Value::Null);
-        let reason = match event_type {
-            EventType::HealthCheckFailed => field("detail"),
-            _ => field("reason"),
+    /// `timestamp`, `data`), or `None` for an event that is not a deployment's.
+    fn payload<'a>(&self, envelope: &'a Envelope) -> Option<(EventType, Payload<'a>)> {
+        // old_state and new_state as payloads and state filters see them: a state change's
+        // two states; a rollback moves from the current state to rolled_back; a failed
+        // health check has only the current state, as its new_state.
+        let (event_type, deployment, old_state, new_state, reason, check) = match &envelope.event {
+            Event::DeploymentStateChanged {
+                deployment,
+                old_state,
+            } => (
+                EventType::StateChange,
+                deployment,
+                *old_state,
+                deployment.state,
+                deployment.reason.as_deref(),
+                None,
+            ),
+            Event::DeploymentRollbackInitiated { deployment, reason } => (
+                EventType::RollbackInitiated,
+                deployment,
+                Some(deployment.state),
+                DeploymentState::RolledBack,
+                Some(reason.as_str()),
+                None,
+            ),
+            Event::DeploymentHealthCheckFailed {
+                deployment,
+                check,
+                detail,
+            } => (
+                EventType::HealthCheckFailed,
+                deployment,
+                None,
+                deployment.state,
+                Some(detail.as_str()),
+                Some(check.as_str()),
+            ),
+            _ => return None,
         };
-        let base = &self.base_url;
-        let mut payload = json!({
-            "type": event_type.event_name(),
-            "event_id": envelope.id,
-            "timestamp": format_timestamp(envelope.at),
-            "data": {
-                "deployment_id": id,
-                "tenant_id": field("tenant_id"),
-                "service_name": field("service_name"),
-                "old_state": old_state.map_or(Value::Null, |s| json!(s)),
-                "new_state": new_state.map_or(Value::Null, |s| json!(s)),
-                "timestamp": format_timestamp(envelope.at),
-                "duration_seconds": field("duration_seconds"),
-                "reason": reason,
-                "links": {
-                    "deployment": format!("{base}/v1/deployments/{id}"),
-                    "logs": format!("{base}/v1/deployments/{id}/logs"),
+        let (base, id) = (&self.base_url, &deployment.id);
+        let timestamp = format_timestamp(envelope.at);
+        Some((
+            event_type,
+            Payload {
+                data: PayloadData {
+                    check,
+                    deployment_id: id,
+                    duration_seconds: deployment.duration_seconds(deployment.updated_at),
+                    links: Links {
+                        deployment: format!("{base}/v1/deployments/{id}"),
+                        logs: format!("{base}/v1/deployments/{id}/logs"),
+                    },
+                    new_state: Some(new_state),
+                    old_state,
+                    reason,
+                    service_name: &deployment.service_name,
+                    tenant_id: &deployment.tenant_id,
+                    timestamp: timestamp.clone(),
                 },
+                event_id: &envelope.id,
+                timestamp,
+                kind: event_type.event_name(),
             },
-        });
-        if event_type == EventType::HealthCheckFailed {
-            payload["data"]["check"] = field("check");
-        }
-        payload
+        ))
     }
 
     /// Claims up to `limit` due deliveries: each is leased, rate-limited per endpoint (a
@@ -855,23 +886,39 @@ impl DeploymentOutbox for WebhookQueue {
     }
 }
 
-/// An event's `old_state` and `new_state` as payloads and state filters see them: a state
-/// change's two states; a rollback moves from the current state to `rolled_back`; a failed
-/// health check has only the current state, as its `new_state`.
-fn states_of(
-    event_type: EventType,
-    data: &Value,
-) -> (Option<DeploymentState>, Option<DeploymentState>) {
-    let state = |name: &str| {
-        data.get(name)
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<DeploymentState>().ok())
-    };
-    match event_type {
-        EventType::StateChange => (state("old_state"), state("new_state")),
-        EventType::RollbackInitiated => (state("state"), Some(DeploymentState::RolledBack)),
-        EventType::HealthCheckFailed => (None, state("state")),
-    }
+/// The default payload. Fields are declared in sorted order, the order serde_json writes an
+/// object's keys in, so the body is byte for byte what a JSON value of it would print.
+#[derive(Debug, Serialize)]
+struct Payload<'a> {
+    data: PayloadData<'a>,
+    event_id: &'a str,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The default payload's `data` (sorted, like [`Payload`]).
+#[derive(Debug, Serialize)]
+struct PayloadData<'a> {
+    /// Only for `health_check_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<&'a str>,
+    deployment_id: &'a str,
+    duration_seconds: f64,
+    links: Links,
+    new_state: Option<DeploymentState>,
+    old_state: Option<DeploymentState>,
+    reason: Option<&'a str>,
+    service_name: &'a str,
+    tenant_id: &'a TenantId,
+    timestamp: String,
+}
+
+/// Where to read more about the deployment.
+#[derive(Debug, Serialize)]
+struct Links {
+    deployment: String,
+    logs: String,
 }
 
 /// The message already queued for the event with this id, and the endpoints it has
