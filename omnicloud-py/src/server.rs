@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use crate::errors::BindingError;
 use crate::gateway::detached;
 use crate::tenancy::tenant_id_arg;
-use crate::webhook::{delivery_timing, networks_arg};
+use crate::webhook::{check_concurrency, delivery_timing, networks_arg};
 
 /// The REST API on `host:port` over the database file `db_path` (in memory without one),
 /// with the webhook dispatcher delivering in the background. `allow` lists networks webhook
@@ -53,12 +53,7 @@ impl Server {
     ) -> PyResult<Self> {
         let allow = networks_arg(&allow)?;
         let (delivery_timeout, claim_lease) = delivery_timing(delivery_timeout_s, claim_lease_s)?;
-        if concurrency == 0 || concurrency > 4096 {
-            return Err(BindingError::value(format!(
-                "concurrency must be in 1..=4096, got {concurrency}"
-            ))
-            .into());
-        }
+        check_concurrency(concurrency)?;
         if host.trim().is_empty() {
             return Err(BindingError::value("host must not be empty").into());
         }

@@ -283,6 +283,17 @@ pub(crate) fn delivery_timing(
     Ok((timeout, lease))
 }
 
+/// Refuses a number of deliveries in flight outside 1..=4096.
+pub(crate) fn check_concurrency(concurrency: usize) -> PyResult<()> {
+    if concurrency == 0 || concurrency > 4096 {
+        return Err(BindingError::value(format!(
+            "concurrency must be in 1..=4096, got {concurrency}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Tenants' webhook endpoints and the durable delivery queue.
 #[pyclass(frozen, module = "omnicloud._omnicloud")]
 pub struct WebhookService {
@@ -295,18 +306,6 @@ pub struct WebhookService {
 }
 
 impl WebhookService {
-    /// Subscribes the queue to `bus`: deployment events are queued as they are published
-    /// (and a running dispatcher is woken).
-    pub(crate) fn follow_core(&self, bus: &omnicloud_core::events::EventBus) -> u64 {
-        let (q, signal) = (self.queue.clone(), self.signal.clone());
-        bus.subscribe(None, move |envelope| {
-            q.enqueue(envelope)?;
-            signal.notify();
-            Ok(())
-        })
-        .0
-    }
-
     /// The queue as a deployments' outbox that wakes a running dispatcher after each commit.
     pub(crate) fn outbox(&self) -> Arc<SignallingOutbox> {
         Arc::new(SignallingOutbox::new(
@@ -477,9 +476,19 @@ impl WebhookService {
         })?))
     }
 
-    /// Queues deliveries for every deployment event published on `bus` from now on.
+    /// Queues deliveries for every deployment event published on `bus` from now on, each in
+    /// its own transaction after the publisher's (a `DeploymentService(webhooks=...)` queues
+    /// in the change's own transaction instead).
     fn follow(&self, bus: &Bound<'_, EventBus>) -> u64 {
-        self.follow_core(&bus.get().inner)
+        let (q, signal) = (self.queue.clone(), self.signal.clone());
+        bus.get()
+            .inner
+            .subscribe(None, move |envelope| {
+                q.enqueue(envelope)?;
+                signal.notify();
+                Ok(())
+            })
+            .0
     }
 
     /// Sends every delivery due now (at most `limit`), recording each attempt; returns how
@@ -572,12 +581,7 @@ impl WebhookService {
     /// at most `concurrency` at once, as they become due. Starting twice is a no-op.
     #[pyo3(signature = (concurrency = 64))]
     fn start(&self, py: Python<'_>, concurrency: usize) -> PyResult<()> {
-        if concurrency == 0 || concurrency > 4096 {
-            return Err(BindingError::value(format!(
-                "concurrency must be in 1..=4096, got {concurrency}"
-            ))
-            .into());
-        }
+        check_concurrency(concurrency)?;
         let mut running = self.dispatcher();
         if running.as_ref().is_some_and(Dispatcher::is_running) {
             return Ok(());

@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use omnicloud_core::apikey::{ApiKey, ApiKeys};
+use omnicloud_core::apikey::ApiKey;
 use omnicloud_core::clock::{SharedClock, SystemClock};
-use omnicloud_core::deploy::DeploymentService;
-use omnicloud_core::events::EventBus;
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{EndpointRegistry, IpNetwork, UrlGuard, WebhookQueue};
@@ -124,21 +122,12 @@ impl Server {
         let guard = UrlGuard::new(config.allow.clone());
         let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
         let queue = Arc::new(
-            WebhookQueue::new(store.clone(), clock.clone(), registry, &base_url)
+            WebhookQueue::new(store, clock.clone(), registry, &base_url)
                 .with_claim_lease(claim_lease(config)?)?,
         );
         let signal = DispatchSignal::new();
         let outbox = SignallingOutbox::new(queue.clone(), signal.clone());
-        let deployments = Arc::new(
-            DeploymentService::new(store.clone(), clock.clone(), Some(EventBus::new()))
-                .with_outbox(Arc::new(outbox))?,
-        );
-        let state = ApiState::new(
-            ApiKeys::new(store, clock.clone()),
-            queue.clone(),
-            deployments,
-            clock,
-        );
+        let state = ApiState::over_queue(queue.clone(), Arc::new(outbox), &clock)?;
         let mut dispatch = DispatcherConfig::new(guard, config.delivery_timeout);
         dispatch.concurrency = config.concurrency.max(1);
         let dispatcher = Dispatcher::start(queue, dispatch, signal).map_err(io)?;

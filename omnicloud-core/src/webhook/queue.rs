@@ -251,11 +251,8 @@ impl WebhookQueue {
             if !endpoints.contains_key(tenant) {
                 endpoints.insert(tenant.clone(), self.registry.list_in(tx, tenant)?);
             }
-            let tenant_endpoints: Vec<&WebhookEndpoint> = endpoints
-                .get(tenant)
-                .map(|e| e.iter().collect())
-                .unwrap_or_default();
-            if let Some(message) = self.message(envelope, tenant, &tenant_endpoints) {
+            let tenant_endpoints = endpoints.get(tenant).map_or(&[][..], Vec::as_slice);
+            if let Some(message) = self.message(envelope, tenant, tenant_endpoints) {
                 self.insert_message(tx, &message, &now, &mut ids)
                     .map_err(|e| self.sql(e))?;
             }
@@ -269,12 +266,11 @@ impl WebhookQueue {
         &self,
         envelope: &Envelope,
         tenant: &TenantId,
-        endpoints: &[&WebhookEndpoint],
+        endpoints: &[WebhookEndpoint],
     ) -> Option<Message> {
         let (event_type, payload) = self.payload(envelope)?;
         let wanting: Vec<&WebhookEndpoint> = endpoints
             .iter()
-            .copied()
             .filter(|e| e.wants(event_type, payload.data.new_state))
             .collect();
         if wanting.is_empty() {

@@ -30,7 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use omnicloud_core::apikey::ApiKeys;
 use omnicloud_core::clock::SharedClock;
-use omnicloud_core::deploy::DeploymentService;
+use omnicloud_core::deploy::{DeploymentOutbox, DeploymentService};
 use omnicloud_core::events::EventBus;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{EndpointRegistry, UrlGuard, WebhookQueue};
@@ -97,12 +97,24 @@ impl ApiState {
             registry,
             base_url,
         ));
+        Self::over_queue(webhooks.clone(), webhooks, clock)
+    }
+
+    /// Everything over the store of `webhooks` (a queue built by the caller): API keys, and
+    /// deployments writing their events to `outbox` (the queue itself, or a wrapper that also
+    /// wakes a dispatcher), so each transition's deliveries commit with it.
+    pub fn over_queue(
+        webhooks: Arc<WebhookQueue>,
+        outbox: Arc<dyn DeploymentOutbox>,
+        clock: &SharedClock,
+    ) -> omnicloud_core::Result<Self> {
+        let store = DeploymentOutbox::store(&*webhooks).clone();
         let deployments = Arc::new(
             DeploymentService::new(store.clone(), clock.clone(), Some(EventBus::new()))
-                .with_outbox(webhooks.clone())?,
+                .with_outbox(outbox)?,
         );
         Ok(Self::new(
-            ApiKeys::new(store.clone(), clock.clone()),
+            ApiKeys::new(store, clock.clone()),
             webhooks,
             deployments,
             clock.clone(),
