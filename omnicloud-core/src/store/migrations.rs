@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks: deliveries found by their event (queueing is idempotent)",
         sql: crate::webhook::EVENT_INDEX,
     },
+    Migration {
+        version: 12,
+        name: "webhooks: a message's default payload kept once, not per delivery",
+        sql: crate::webhook::SHARED_PAYLOAD,
+    },
 ];
 
 /// The SQLite `application_id` OmniCloud databases carry ("OCC1").
@@ -108,6 +113,11 @@ pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
 
 /// Brings the database up to [`latest_version`].
 pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    apply_to(conn, path, latest_version())
+}
+
+/// Brings the database up to `target` (an older build's schema, in upgrade tests).
+pub(crate) fn apply_to(conn: &mut Connection, path: &Path, target: u32) -> Result<(), StoreError> {
     let sqlite = |source| super::classify_open_error(path, source);
     conn.execute_batch(BOOKKEEPING).map_err(sqlite)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)
@@ -120,7 +130,10 @@ pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError
             supported: latest_version(),
         });
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
         let failed = |source| StoreError::Migration {
             path: path.to_path_buf(),
             version: migration.version,

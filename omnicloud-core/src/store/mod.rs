@@ -6,6 +6,7 @@
 //! [`migrations`]. SQL stays portable (plain types, text timestamps) so a PostgreSQL backend can
 //! follow; the only SQLite-specific parts are pragmas and the audit trail's guard triggers.
 
+mod checkpoint;
 pub mod migrations;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::StoreError;
+use checkpoint::Checkpointer;
 
 pub use migrations::{MIGRATIONS, Migration};
 
@@ -25,6 +27,9 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Held for its thread (file stores). Declared first so it stops first: the connection,
+    /// closing last, then runs the final checkpoint and removes the log.
+    _checkpointer: Option<Checkpointer>,
     conn: Mutex<Connection>,
     path: PathBuf,
     in_memory: bool,
@@ -116,6 +121,7 @@ impl Store {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                _checkpointer: None,
                 conn: Mutex::new(conn),
                 path,
                 in_memory: false,
@@ -130,8 +136,14 @@ impl Store {
     ) -> Result<Self, StoreError> {
         configure(&conn, in_memory).map_err(|e| classify_open_error(&path, e))?;
         migrations::apply(&mut conn, &path)?;
+        let checkpointer = if in_memory {
+            None
+        } else {
+            Checkpointer::start(&mut conn, &sqlite_name(&path))
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                _checkpointer: checkpointer,
                 conn: Mutex::new(conn),
                 path,
                 in_memory,
@@ -413,6 +425,64 @@ mod tests {
         let applied = store.applied_migrations().expect("applied");
         assert_eq!(applied.len(), MIGRATIONS.len());
         store.integrity_check().expect("healthy");
+    }
+
+    /// Writes about `mib` MiB in one transaction (well past the checkpoint threshold).
+    fn write_blobs(store: &Store, mib: usize) {
+        store
+            .write(|tx| -> Result<(), StoreError> {
+                tx.execute("CREATE TABLE IF NOT EXISTS scratch (b BLOB)", [])
+                    .map_err(|e| store.sqlite_error(e))?;
+                for _ in 0..mib * 16 {
+                    tx.execute("INSERT INTO scratch VALUES (zeroblob(65536))", [])
+                        .map_err(|e| store.sqlite_error(e))?;
+                }
+                Ok(())
+            })
+            .expect("write");
+    }
+
+    fn scratch_rows(store: &Store) -> i64 {
+        store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM scratch", [], |r| r.get(0)))
+            .expect("count")
+    }
+
+    #[test]
+    fn large_commits_reach_the_database_file_without_another_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("omnicloud.db");
+        let store = Store::open(&path).expect("open");
+        let before = std::fs::metadata(&path).expect("file").len();
+        write_blobs(&store, 8);
+        // The commit leaves the pages in the log; the background checkpoint copies them into
+        // the file while nothing else touches the store.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::metadata(&path).expect("file").len() < before + 8 * 1024 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was never checkpointed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(scratch_rows(&store), 8 * 16);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_stops_the_checkpoint_thread_and_removes_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("omnicloud.db");
+        let wal = dir.path().join("omnicloud.db-wal");
+        let store = Store::open(&path).expect("open");
+        write_blobs(&store, 2);
+        let clone = store.clone();
+        drop(store);
+        assert!(wal.exists(), "a handle is still open");
+        drop(clone);
+        // Only the last connection to close removes the log: the thread's own connection is
+        // closed by then.
+        assert!(!wal.exists(), "the checkpoint thread outlived its store");
+        assert_eq!(scratch_rows(&Store::open(&path).expect("reopen")), 2 * 16);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use signing::{
 };
 pub use template::{MAX_RENDERED_BYTES, MAX_TEMPLATE_BYTES, TEMPLATE_FUEL, Template};
 
-pub(crate) use schema::{EVENT_INDEX, SCHEMA};
+pub(crate) use schema::{EVENT_INDEX, SCHEMA, SHARED_PAYLOAD};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,9 @@
 //! `WebhookQueue`: the durable delivery queue in the store.
 //!
 //! A deployment event becomes one message and, in the same transaction, one delivery per
-//! endpoint that wants it, with its payload rendered then (the default JSON payload or the
-//! endpoint's template), so a restart loses nothing and retries send the same body. Claiming
+//! endpoint that wants it, with its payload rendered then, so a restart loses nothing and
+//! retries send the same body: the default JSON payload is kept once, on the message; a
+//! delivery keeps a body of its own only when its endpoint's template rendered one. Claiming
 //! a due delivery leases it (its next attempt moves past the lease) so two dispatchers never
 //! send it at once; a dispatcher that dies mid-send leaves it to be sent again when the lease
 //! ends (at least once). The per-endpoint rate limit defers a delivery without using an
@@ -163,8 +164,11 @@ type DeliveryRow = (
     String,
 );
 
+/// A delivery's columns as read: its body is its own (a template's rendering, or empty if
+/// that failed) or else its message's payload.
 const COLUMNS: &str = "id, endpoint_id, message_id, tenant_id, event_type, status, attempts,
-    next_attempt_at, body, created_at, updated_at";
+    next_attempt_at, COALESCE(body, (SELECT m.body FROM webhook_messages m
+        WHERE m.id = webhook_deliveries.message_id), ''), created_at, updated_at";
 
 /// The durable delivery queue over an endpoint registry's store.
 #[derive(Debug)]
@@ -276,20 +280,26 @@ impl WebhookQueue {
         if wanting.is_empty() {
             return None;
         }
-        let default_body = serde_json::to_string(&payload).ok()?;
+        // Kept once, on the message, for every endpoint without a template.
+        let default_payload = wanting
+            .iter()
+            .any(|e| e.template.is_none())
+            .then(|| serde_json::to_string(&payload))
+            .transpose()
+            .ok()?;
         // What templates see, made once and only if an endpoint has a template.
         let mut context: Option<Value> = None;
         let bodies = wanting
             .iter()
             .map(|e| {
                 let body = match &e.template {
-                    None => Ok(default_body.clone()),
+                    None => Ok(None),
                     Some(t) => {
                         let context = context.get_or_insert_with(|| {
                             template_context(&serde_json::to_value(&payload).unwrap_or_default())
                         });
                         t.render_json(context)
-                            .map(|v| v.to_string())
+                            .map(|v| Some(v.to_string()))
                             .map_err(|err| format!("the endpoint's template failed: {err}"))
                     }
                 };
@@ -302,6 +312,7 @@ impl WebhookQueue {
             event_type,
             event_id: envelope.id.clone(),
             occurred_at: format_timestamp(envelope.at),
+            payload: default_payload,
             bodies,
         })
     }
@@ -317,36 +328,47 @@ impl WebhookQueue {
     ) -> rusqlite::Result<()> {
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (event_id) DO NOTHING",
+                "INSERT INTO webhook_messages (id, tenant_id, event_type, event_id, occurred_at,
+                     body) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
             )?
             .execute(params![
                 message.id,
                 message.tenant.as_str(),
                 message.event_type.as_str(),
                 message.event_id,
-                message.occurred_at
+                message.occurred_at,
+                message.payload
             ])?;
         // Queued before (a replay, or a second subscriber): the same message gets only the
-        // deliveries it lacks, so receivers see one `webhook-id` per event.
+        // deliveries it lacks, so receivers see one `webhook-id` (and one payload) per event.
         let (message_id, queued) = if inserted == 1 {
             (message.id.clone(), Vec::new())
         } else {
-            existing_message(tx, &message.event_id)?
+            let (id, queued) = existing_message(tx, &message.event_id)?;
+            if message.payload.is_some() {
+                tx.prepare_cached(
+                    "UPDATE webhook_messages SET body = COALESCE(body, ?2) WHERE id = ?1",
+                )?
+                .execute(params![id, message.payload])?;
+            }
+            (id, queued)
         };
         for (endpoint_id, body) in &message.bodies {
             if queued.contains(endpoint_id) {
                 continue;
             }
             let id = format!("dlv_{}", generate_id().replace('-', ""));
-            let (status, next, text, attempts) = match body {
-                Ok(text) => (DeliveryStatus::Pending, Some(now), text.as_str(), 0),
-                Err(_) => (DeliveryStatus::Exhausted, None, "", 1),
+            // Its own body only when it differs from the message's payload.
+            let (status, next, own, attempts) = match body {
+                Ok(own) => (DeliveryStatus::Pending, Some(now), own.as_deref(), 0),
+                Err(_) => (DeliveryStatus::Exhausted, None, Some(""), 1),
             };
-            tx.prepare_cached(&format!(
-                "INSERT INTO webhook_deliveries ({COLUMNS}, budget_base)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 0)"
-            ))?
+            tx.prepare_cached(
+                "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, tenant_id,
+                     event_type, status, attempts, next_attempt_at, body, created_at,
+                     updated_at, budget_base)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 0)",
+            )?
             .execute(params![
                 id,
                 endpoint_id,
@@ -356,7 +378,7 @@ impl WebhookQueue {
                 status.as_str(),
                 attempts,
                 next,
-                text,
+                own,
                 now
             ])?;
             if let Err(reason) = body {
@@ -740,11 +762,17 @@ impl WebhookQueue {
         after: Option<&str>,
     ) -> Result<Vec<Delivery>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Walked backwards along the endpoint's or the tenant's `(…, id)` index, from `after`
+        // (ids are ASCII, all below '~').
+        let along = match (endpoint_id, tenant_id) {
+            (Some(_), _) => "endpoint_id = ?2 AND (?1 IS NULL OR tenant_id = ?1)",
+            (None, Some(_)) => "tenant_id = ?1 AND ?2 IS NULL",
+            (None, None) => "?1 IS NULL AND ?2 IS NULL",
+        };
         let rows: Vec<DeliveryRow> = self.store.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM webhook_deliveries
-                 WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR endpoint_id = ?2)
-                   AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
+                 WHERE {along} AND (?3 IS NULL OR status = ?3) AND id < COALESCE(?4, '~')
                  ORDER BY id DESC LIMIT ?5"
             ))?;
             stmt.query_map(
@@ -933,15 +961,17 @@ fn existing_message(
     Ok((message, endpoints))
 }
 
-/// A message about to be written: its deliveries' endpoints and bodies (or why the
-/// endpoint's template could not render one).
+/// A message about to be written: its default payload (if an endpoint without a template
+/// wants it), and its deliveries' endpoints with their own bodies: `None` for the payload, a
+/// template's rendering, or why the template could not render one.
 struct Message {
     id: String,
     tenant: TenantId,
     event_type: EventType,
     event_id: String,
     occurred_at: String,
-    bodies: Vec<(String, std::result::Result<String, String>)>,
+    payload: Option<String>,
+    bodies: Vec<(String, std::result::Result<Option<String>, String>)>,
 }
 
 /// Where a delivery stands after an attempt, the `attempt`-th of its budget of

@@ -253,18 +253,18 @@ mod queue {
         deployments: DeploymentService,
     }
 
+    /// A queue in `store` whose endpoints may be on 127.0.0.1.
+    fn queue_in(store: Store, clock: SharedClock) -> WebhookQueue {
+        let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
+        let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard);
+        WebhookQueue::new(store, clock, registry, "https://omnicloud.example")
+    }
+
     fn pipeline() -> Pipeline {
         let clock = Arc::new(ManualClock::new(t0()));
         let shared: SharedClock = clock.clone();
         let store = Store::memory().expect("store");
-        let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-        let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard);
-        let queue = Arc::new(WebhookQueue::new(
-            store.clone(),
-            shared.clone(),
-            registry,
-            "https://omnicloud.example",
-        ));
+        let queue = Arc::new(queue_in(store.clone(), shared.clone()));
         let bus = EventBus::new();
         let q = queue.clone();
         bus.subscribe(None, move |envelope| q.enqueue(envelope).map(drop));
@@ -479,11 +479,7 @@ mod queue {
         let clock = Arc::new(ManualClock::new(t0()));
         let shared: SharedClock = clock.clone();
         let store = Store::memory().expect("store");
-        let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-        let make = || {
-            let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard.clone());
-            WebhookQueue::new(store.clone(), shared.clone(), registry, "https://o.example")
-        };
+        let make = || queue_in(store.clone(), shared.clone());
         assert!(matches!(
             make().with_claim_lease(TimeDelta::milliseconds(999)),
             Err(Error::Webhook(WebhookError::InvalidClaimLease {
@@ -520,16 +516,7 @@ mod queue {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("hooks.db");
         let shared: SharedClock = Arc::new(ManualClock::new(t0()));
-        let queue_on = |store: Store| {
-            let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-            let registry = EndpointRegistry::new(store.clone(), shared.clone(), guard);
-            Arc::new(WebhookQueue::new(
-                store,
-                shared.clone(),
-                registry,
-                "https://o.example",
-            ))
-        };
+        let queue_on = |store: Store| Arc::new(queue_in(store, shared.clone()));
         let first = queue_on(Store::open(&path).expect("open"));
         let mut spec = EndpointSpec::new(acme(), "http://127.0.0.1:9/hooks");
         spec.rate_limit_per_minute = 100_000;
@@ -577,11 +564,8 @@ mod queue {
         assert_eq!(all.len(), 300, "a delivery was claimed twice");
     }
 
-    #[test]
-    fn queueing_an_event_again_adds_only_what_is_missing() {
-        let p = pipeline();
-        let first = endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
-        p.deployments.create(&acme(), "a").expect("create");
+    /// The event behind the only delivery queued so far, as a replay would hand it over.
+    fn replay_of_the_only_delivery(p: &Pipeline) -> crate::events::Envelope {
         let (queued,) = match p
             .queue
             .deliveries(None, None, None, 10, None)
@@ -599,7 +583,7 @@ mod queue {
                 )
             })
             .expect("event id");
-        let envelope = crate::events::Envelope {
+        crate::events::Envelope {
             id: message_event,
             at: t0(),
             event: crate::events::Event::DeploymentStateChanged {
@@ -610,7 +594,40 @@ mod queue {
                     .remove(0),
                 old_state: None,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn a_replay_reaching_the_first_plain_endpoint_gives_the_message_its_payload() {
+        let p = pipeline();
+        endpoint(&p, |s| {
+            s.template = Some(r#"{"text": "{{ service_name }}"}"#.to_owned());
+        });
+        p.deployments.create(&acme(), "a").expect("create");
+        let envelope = replay_of_the_only_delivery(&p);
+        let plain = endpoint(&p, |s| s.url = "http://127.0.0.1:9/plain".to_owned());
+        let added = p.queue.enqueue(&envelope).expect("replay");
+        assert_eq!(added.len(), 1);
+        let body: serde_json::Value =
+            serde_json::from_str(&p.queue.delivery(&added[0]).expect("get").body).expect("json");
+        assert_eq!(body["event_id"], envelope.id.as_str());
+        assert_eq!(body["data"]["service_name"], "a");
+        let receiver = Receiver::default();
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 2);
+        let sent = receiver.seen();
+        let to_plain = sent.iter().find(|r| r.url == plain.url).expect("plain");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&to_plain.body).expect("json"),
+            body
+        );
+    }
+
+    #[test]
+    fn queueing_an_event_again_adds_only_what_is_missing() {
+        let p = pipeline();
+        let first = endpoint(&p, |s| s.event_types = vec![EventType::StateChange]);
+        p.deployments.create(&acme(), "a").expect("create");
+        let envelope = replay_of_the_only_delivery(&p);
         // The same event again: nothing new.
         assert!(p.queue.enqueue(&envelope).expect("again").is_empty());
         // A new endpoint: the replay reaches it, and only it.
@@ -627,6 +644,95 @@ mod queue {
                 .expect("list")
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_message_keeps_its_payload_once_and_templated_deliveries_their_own() {
+        let p = pipeline();
+        let plain = [
+            endpoint(&p, |s| s.url = "http://127.0.0.1:9/a".to_owned()),
+            endpoint(&p, |s| s.url = "http://127.0.0.1:9/b".to_owned()),
+        ];
+        let templated = endpoint(&p, |s| {
+            s.template = Some(r#"{"text": "{{ service_name }} is {{ new_state }}"}"#.to_owned());
+        });
+        p.deployments.create(&acme(), "checkout").expect("create");
+        let store = DeploymentOutbox::store(&*p.queue).clone();
+        let (payload, own): (String, Vec<Option<String>>) = store
+            .read(|c| {
+                let payload = c.query_row("SELECT body FROM webhook_messages", [], |r| r.get(0))?;
+                let own = c
+                    .prepare("SELECT body FROM webhook_deliveries ORDER BY body")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok((payload, own))
+            })
+            .expect("rows");
+        // Stored once: the two plain deliveries keep no copy of their own.
+        let rendered = r#"{"text":"checkout is queued"}"#.to_owned();
+        assert_eq!(own, [None, None, Some(rendered.clone())]);
+        let body = |e: &WebhookEndpoint| {
+            p.queue
+                .deliveries(None, Some(&e.id), None, 10, None)
+                .expect("list")
+                .remove(0)
+                .body
+        };
+        assert_eq!(body(&plain[0]), payload);
+        assert_eq!(body(&plain[1]), payload);
+        assert_eq!(body(&templated), rendered);
+        let receiver = Receiver::default();
+        assert_eq!(p.queue.run_due(&receiver, 10).expect("run"), 3);
+        let mut sent: Vec<String> = receiver.seen().into_iter().map(|r| r.body).collect();
+        sent.sort();
+        assert_eq!(sent, [payload.clone(), payload, rendered]);
+    }
+
+    #[test]
+    fn a_database_from_before_shared_payloads_keeps_and_sends_every_body() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("omnicloud.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).expect("open");
+            crate::store::migrations::apply_to(&mut conn, &path, 11).expect("v11");
+            conn.execute_batch(
+                r#"
+                INSERT INTO webhook_endpoints VALUES ('ep_old', 'acme', 'http://127.0.0.1:9/old',
+                    '["state_change"]', NULL, NULL, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL,
+                    NULL, 100, 5, NULL, '2026-03-01T12:00:00.000000000Z',
+                    '2026-03-01T12:00:00.000000000Z');
+                INSERT INTO webhook_messages VALUES ('msg_old', 'acme', 'state_change', 'evt_old',
+                    '2026-03-01T12:00:00.000000000Z');
+                INSERT INTO webhook_deliveries VALUES ('dlv_old', 'ep_old', 'msg_old', 'acme',
+                    'state_change', 'pending', 0, 0, '2026-03-01T12:00:00.000000000Z',
+                    '{"old":true}', '2026-03-01T12:00:00.000000000Z',
+                    '2026-03-01T12:00:00.000000000Z');
+                INSERT INTO webhook_deliveries VALUES ('dlv_bad', 'ep_old', 'msg_old', 'acme',
+                    'state_change', 'exhausted', 1, 0, NULL, '', '2026-03-01T12:00:00.000000000Z',
+                    '2026-03-01T12:00:00.000000000Z');
+                "#,
+            )
+            .expect("v11 rows");
+        }
+        let store = Store::open(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), 12);
+        store.integrity_check().expect("healthy");
+        let queue = queue_in(store, Arc::new(ManualClock::new(t0())));
+        assert_eq!(
+            queue.delivery("dlv_old").expect("old").body,
+            r#"{"old":true}"#
+        );
+        assert!(matches!(
+            queue.redeliver("dlv_bad", None),
+            Err(Error::Webhook(WebhookError::NotRedeliverable { .. }))
+        ));
+        let receiver = Receiver::default();
+        assert_eq!(queue.run_due(&receiver, 10).expect("run"), 1);
+        assert_eq!(receiver.seen()[0].body, r#"{"old":true}"#);
+        assert_eq!(
+            queue.delivery("dlv_old").expect("old").status,
+            DeliveryStatus::Delivered
         );
     }
 
