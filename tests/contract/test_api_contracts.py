@@ -37,10 +37,8 @@ import dataclasses
 import datetime as dt
 import functools
 import http.client
-import http.server
 import json
 import re
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -67,6 +65,7 @@ from schemathesis.specs.openapi.checks import (
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import omnicloud as oc
+from tests.receiver import Receiver, Request
 
 # =============================================================================================
 # 1. Shared helpers and module-level fixtures
@@ -123,62 +122,9 @@ def errors(schema: Json, instance: object) -> list[str]:
     ]
 
 
-@dataclass
-class Request:
-    """One POST the receiver got."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Json:
-        payload: Json = json.loads(self.body)
-        return payload
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that answers every POST with 204 and records it."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                length = int(self.headers.get("content-length", "0"))
-                request = Request(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
-                )
-                with outer._lock:
-                    outer.requests.append(request)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        host, port = self.server.server_address[:2]
-        self.base = f"http://{host!s}:{port}"
-
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
-
-    def at(self, path: str) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if r.path == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    r = Receiver(status=204)
     yield r
     r.close()
 

@@ -16,6 +16,7 @@ import pytest
 
 import omnicloud as oc
 from tests.conftest import T0
+from tests.receiver import Receiver
 
 
 class World:
@@ -162,40 +163,7 @@ def test_hundreds_of_deployments_finish_within_a_simulated_minute(world: World) 
 # --- webhook delivery to a real HTTP receiver on 127.0.0.1 ---------------------------------
 
 
-class Receiver:
-    """A real HTTP server on 127.0.0.1 answering each POST with the next scripted status
-    (then 200), recording method, path, headers and body."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        import http.server
-        import threading
-
-        self.statuses = list(statuses or [])
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                length = int(self.headers.get("content-length", "0"))
-                body = self.rfile.read(length)
-                outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                status = outer.statuses.pop(0) if outer.statuses else 200
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        host, port = self.server.server_address[:2]
-        self.url = f"http://{host!s}:{port}/hooks"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+HOOKS = "/hooks"
 
 
 @pytest.fixture
@@ -217,7 +185,7 @@ def test_deliveries_arrive_signed_and_verify_with_the_standard_webhooks_library(
     # The reference verifier checks the signature's timestamp against the real time.
     world.clock.set(dt.datetime.now(dt.timezone.utc))
     hooks = webhooks(world)
-    endpoint = hooks.register("acme", receiver.url, ["state_change"])
+    endpoint = hooks.register("acme", receiver.url(HOOKS), ["state_change"])
     d = world.deployments.create("acme", "checkout")
     world.deployments.start(d.id)
     assert hooks.run_due() == 2
@@ -237,7 +205,7 @@ def test_retries_follow_the_schedule_exactly_then_exhaust(world: World) -> None:
     receiver = Receiver([500] * 5)
     try:
         hooks = webhooks(world)
-        endpoint = hooks.register("acme", receiver.url, ["state_change"])
+        endpoint = hooks.register("acme", receiver.url(HOOKS), ["state_change"])
         world.deployments.create("acme", "checkout")
         sent_at = []
         for _ in range(40):
@@ -258,7 +226,7 @@ def test_retries_follow_the_schedule_exactly_then_exhaust(world: World) -> None:
 
 def test_filters_and_the_rate_limit_hold_during_a_burst(world: World, receiver: Receiver) -> None:
     hooks = webhooks(world)
-    failures = hooks.register("acme", receiver.url, ["state_change"], states=["failed"], rate_limit_per_minute=20)
+    failures = hooks.register("acme", receiver.url(HOOKS), ["state_change"], states=["failed"], rate_limit_per_minute=20)
     for i in range(60):
         d = world.deployments.create("acme", f"svc-{i}")
         world.deployments.start(d.id)
@@ -277,18 +245,18 @@ def test_bad_endpoints_are_refused_and_tenants_are_isolated(world: World, receiv
     hooks = webhooks(world)
     strict = oc.WebhookService(world.store, clock=world.clock)
     with pytest.raises(oc.UnsafeUrlError):
-        strict.register("acme", receiver.url, ["state_change"])
+        strict.register("acme", receiver.url(HOOKS), ["state_change"])
     for url in ("http://10.0.0.1/x", "http://169.254.169.254/latest", "http://localhost:8080/"):
         with pytest.raises(oc.ValidationError):
             hooks.register("acme", url, ["state_change"])
     with pytest.raises(oc.ValidationError):
-        hooks.register("acme", receiver.url, ["deploy_finished"])
+        hooks.register("acme", receiver.url(HOOKS), ["deploy_finished"])
     with pytest.raises(oc.TemplateError):
-        hooks.register("acme", receiver.url, ["state_change"], template="{% for %}")
+        hooks.register("acme", receiver.url(HOOKS), ["state_change"], template="{% for %}")
     with pytest.raises(oc.ValidationError):
-        hooks.register("acme", receiver.url, ["state_change"], rate_limit_per_minute=0)
-    mine = hooks.register("acme", receiver.url, ["state_change"])
-    hooks.register("globex", receiver.url, ["state_change"])
+        hooks.register("acme", receiver.url(HOOKS), ["state_change"], rate_limit_per_minute=0)
+    mine = hooks.register("acme", receiver.url(HOOKS), ["state_change"])
+    hooks.register("globex", receiver.url(HOOKS), ["state_change"])
     assert [e.id for e in hooks.list("acme")] == [mine.id]
     world.deployments.create("acme", "checkout")
     assert len(hooks.deliveries(tenant_id="acme")) == 1
@@ -337,7 +305,7 @@ def test_the_background_dispatcher_delivers_everything_due_in_real_time(tmp_path
     from standardwebhooks.webhooks import Webhook
 
     deployments, hooks, _ = real_time_world(tmp_path)
-    endpoint = hooks.register("acme", receiver.url, ["state_change"], rate_limit_per_minute=10_000)
+    endpoint = hooks.register("acme", receiver.url(HOOKS), ["state_change"], rate_limit_per_minute=10_000)
     assert not hooks.running
     hooks.start(concurrency=8)
     hooks.start()  # already running: a no-op
@@ -415,7 +383,7 @@ def test_collected_events_are_queued_in_one_batch(tmp_path: Path, receiver: Rece
     bus.subscribe(seen.append)
     for i in range(10):
         deployments.create("acme", f"svc-{i}")
-    endpoint = hooks.register("acme", receiver.url, ["state_change"])
+    endpoint = hooks.register("acme", receiver.url(HOOKS), ["state_change"])
     # Registered after the events were published: nothing queued for it yet.
     assert hooks.deliveries(endpoint_id=endpoint.id) == []
     ids = hooks.enqueue(seen)
