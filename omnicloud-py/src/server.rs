@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use omnicloud_runtime::server::{self as runtime, ServerConfig};
 use pyo3::prelude::*;
@@ -10,7 +9,7 @@ use pyo3::prelude::*;
 use crate::errors::BindingError;
 use crate::gateway::detached;
 use crate::tenancy::tenant_id_arg;
-use crate::webhook::{check_concurrency, delivery_timing, networks_arg};
+use crate::webhook::{check_concurrency, delivery_timing, flush_timeout, networks_arg};
 
 /// The REST API on `host:port` over the database file `db_path` (in memory without one),
 /// with the webhook dispatcher delivering in the background. `allow` lists networks webhook
@@ -140,11 +139,7 @@ impl Server {
     /// whether that happened.
     #[pyo3(signature = (timeout_s = 30.0))]
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
-        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
-            BindingError::value(format!(
-                "timeout_s must be a non-negative number, got {timeout_s}"
-            ))
-        })?;
+        let timeout = flush_timeout(timeout_s)?;
         self.with_server(|server| {
             Ok(py
                 .detach(|| server.dispatcher().flush(timeout))

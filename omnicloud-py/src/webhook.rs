@@ -283,6 +283,16 @@ pub(crate) fn delivery_timing(
     Ok((timeout, lease))
 }
 
+/// How long a `flush` may wait: any non-negative number of seconds.
+pub(crate) fn flush_timeout(timeout_s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+        BindingError::value(format!(
+            "timeout_s must be a non-negative number, got {timeout_s}"
+        ))
+        .into()
+    })
+}
+
 /// Refuses a number of deliveries in flight outside 1..=4096.
 pub(crate) fn check_concurrency(concurrency: usize) -> PyResult<()> {
     if concurrency == 0 || concurrency > 4096 {
@@ -610,11 +620,7 @@ impl WebhookService {
     /// dispatcher nothing can progress: it answers at once whether nothing is due.
     #[pyo3(signature = (timeout_s = 30.0))]
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
-        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
-            BindingError::value(format!(
-                "timeout_s must be a non-negative number, got {timeout_s}"
-            ))
-        })?;
+        let timeout = flush_timeout(timeout_s)?;
         let guard = self.dispatcher();
         match guard.as_ref() {
             Some(dispatcher) => Ok(py

@@ -554,39 +554,32 @@ impl WebhookQueue {
     pub fn record_many(&self, outcomes: &[(String, AttemptOutcome)]) -> Result<()> {
         let now = self.clock.now();
         let at = format_timestamp(now);
-        let mut max_attempts: HashMap<String, u32> = HashMap::new();
-        let mut rows = Vec::with_capacity(outcomes.len());
-        for (delivery_id, outcome) in outcomes {
-            let (endpoint_id, attempts, base) = self.attempt_budget(delivery_id)?;
-            let max = match max_attempts.get(&endpoint_id) {
-                Some(max) => *max,
-                None => {
-                    let max = self
-                        .registry
-                        .get(&endpoint_id, None)
-                        .map_or(0, |e| e.max_attempts);
-                    max_attempts.insert(endpoint_id.clone(), max);
-                    max
-                }
-            };
-            let (status, next) = outcome_status(outcome, attempts + 1 - base, max, now)?;
-            rows.push((
-                delivery_id,
-                endpoint_id,
-                attempts + 1,
-                status,
-                next,
-                outcome,
-            ));
-        }
-        self.store.write(|tx| -> Result<()> {
+        let mut gone = self.store.write(|tx| -> Result<Vec<String>> {
+            let mut max_attempts: HashMap<String, u32> = HashMap::new();
+            let mut gone = Vec::new();
             let mut update = tx
                 .prepare_cached(
                     "UPDATE webhook_deliveries SET status = ?2, attempts = ?3,
                          next_attempt_at = ?4, updated_at = ?5 WHERE id = ?1",
                 )
                 .map_err(|e| self.sql(e))?;
-            for (delivery_id, endpoint_id, attempt, status, next, outcome) in &rows {
+            for (delivery_id, outcome) in outcomes {
+                let (endpoint_id, attempts, base) = attempt_budget(tx, delivery_id)
+                    .map_err(|e| self.sql(e))?
+                    .ok_or_else(|| unknown_delivery(delivery_id))?;
+                let max = match max_attempts.get(&endpoint_id) {
+                    Some(max) => *max,
+                    None => {
+                        let max = self
+                            .registry
+                            .get_in(tx, &endpoint_id)
+                            .map_or(0, |e| e.max_attempts);
+                        max_attempts.insert(endpoint_id.clone(), max);
+                        max
+                    }
+                };
+                let attempt = attempts + 1;
+                let (status, next) = outcome_status(outcome, attempt - base, max, now)?;
                 let code = outcome.status_code;
                 let error = outcome.error.clone().or_else(|| {
                     code.filter(|c| !(200..300).contains(c))
@@ -596,8 +589,8 @@ impl WebhookQueue {
                 insert_attempt(
                     tx,
                     delivery_id,
-                    *attempt,
-                    endpoint_id,
+                    attempt,
+                    &endpoint_id,
                     &at,
                     code,
                     error.as_deref(),
@@ -613,34 +606,19 @@ impl WebhookQueue {
                         at
                     ])
                     .map_err(|e| self.sql(e))?;
+                if code == Some(410) {
+                    gone.push(endpoint_id);
+                }
             }
-            Ok(())
+            Ok(gone)
         })?;
-        let mut gone: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.5.status_code == Some(410))
-            .map(|r| r.1.as_str())
-            .collect();
         gone.sort_unstable();
         gone.dedup();
         for endpoint_id in gone {
             self.registry
-                .disable(endpoint_id, "the receiver answered 410 Gone")?;
+                .disable(&endpoint_id, "the receiver answered 410 Gone")?;
         }
         Ok(())
-    }
-
-    /// A delivery's endpoint, attempts made, and the attempt count its current budget
-    /// started from (moved by a redelivery).
-    fn attempt_budget(&self, delivery_id: &str) -> Result<(String, u32, u32)> {
-        let row = self.store.read(|c| {
-            c.prepare_cached(
-                "SELECT endpoint_id, attempts, budget_base FROM webhook_deliveries WHERE id = ?1",
-            )?
-            .query_row([delivery_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-        })?;
-        row.ok_or_else(|| unknown_delivery(delivery_id))
     }
 
     /// How many deliveries are due now (pending or failed with their next attempt not in
@@ -959,6 +937,19 @@ fn existing_message(
         .query_map([&message], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok((message, endpoints))
+}
+
+/// A delivery's endpoint, attempts made, and the attempt count its current budget started
+/// from (moved by a redelivery); `None` for an unknown delivery.
+fn attempt_budget(
+    conn: &rusqlite::Connection,
+    delivery_id: &str,
+) -> rusqlite::Result<Option<(String, u32, u32)>> {
+    conn.prepare_cached(
+        "SELECT endpoint_id, attempts, budget_base FROM webhook_deliveries WHERE id = ?1",
+    )?
+    .query_row([delivery_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .optional()
 }
 
 /// A message about to be written: its default payload (if an endpoint without a template
