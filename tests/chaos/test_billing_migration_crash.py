@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import queue
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -478,37 +480,56 @@ def test_a_run_resumed_after_a_kill_reports_what_was_done_before(legacy: Legacy,
 
 
 def run_together(path: Path, children: int, kill_after: int | None) -> tuple[list[str], int]:
-    """Runs `children` migrations of the same file at once; with `kill_after`, the first one
-    is killed after its kill_after-th progress line. Returns the finished runs' "done" lines
-    and how many were killed mid-migration."""
+    """Runs `children` migrations of the same file at once; with `kill_after`, the first child
+    to commit kill_after batches is killed then (whichever it is: SQLite's busy handler is not
+    fair, so one child may get the lock for most of the run while another gets a few batches).
+    Returns the finished runs' "done" lines and how many were killed mid-migration."""
     argv = [sys.executable, "-c", CHILD, str(path), FIXED.isoformat(), str(BATCH), "real"]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(children)]
-    done: list[str] = []
-    killed = 0
+    lines: list[list[str]] = [[] for _ in procs]
+    arrived: queue.Queue[tuple[int, str | None]] = queue.Queue()
+
+    def read(n: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            arrived.put((n, line.strip()))
+        arrived.put((n, None))
+
+    readers = [threading.Thread(target=read, args=(n, proc), daemon=True) for n, proc in enumerate(procs)]
+    for reader in readers:
+        reader.start()
+    victim: int | None = None
     try:
+        open_streams = len(procs)
+        while open_streams:
+            n, line = arrived.get(timeout=120)
+            if line is None:
+                open_streams -= 1
+                continue
+            lines[n].append(line)
+            progressed = sum(seen.startswith("p ") for seen in lines[n])
+            if victim is None and kill_after is not None and progressed >= kill_after:
+                victim = n
+                os.kill(procs[n].pid, signal.SIGKILL)
+        done: list[str] = []
+        killed = 0
         for n, proc in enumerate(procs):
-            assert proc.stdout is not None and proc.stderr is not None
-            lines: list[str] = []
-            if n == 0 and kill_after is not None:
-                while sum(line.startswith("p ") for line in lines) < kill_after:
-                    line = proc.stdout.readline()
-                    if not line:
-                        break
-                    lines.append(line.strip())
-                os.kill(proc.pid, signal.SIGKILL)
-            lines += [line.strip() for line in proc.stdout.read().splitlines()]
+            assert proc.stderr is not None
             err = proc.stderr.read()
             proc.wait(timeout=120)
             assert proc.returncode in (0, -signal.SIGKILL), err
             if proc.returncode == 0:
-                done += [line for line in lines if line.startswith("done")]
+                done += [line for line in lines[n] if line.startswith("done")]
             else:
-                killed += "start" in lines and not any(line.startswith("done") for line in lines)
+                killed += "start" in lines[n] and not any(line.startswith("done") for line in lines[n])
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        for reader in readers:
+            reader.join(timeout=10)
+        for proc in procs:
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
