@@ -19,8 +19,8 @@ use omnicloud_core::events::{Envelope, EventBus};
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{
-    AttemptOutcome, EndpointRegistry, EndpointSpec, EventType, IpNetwork, Template, UrlGuard,
-    WebhookQueue, WebhookSecret, WebhookTransport, signature_header,
+    AttemptOutcome, EndpointSpec, EventType, IpNetwork, Template, UrlGuard, WebhookQueue,
+    WebhookSecret, WebhookTransport, signature_header,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -63,8 +63,7 @@ fn queue(dir: &TempDir, endpoints: usize) -> WebhookQueue {
 fn queue_in(store: Store, endpoints: usize) -> WebhookQueue {
     let clock: SharedClock = Arc::new(ManualClock::new(t0()));
     let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-    let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard);
-    let queue = WebhookQueue::new(store, clock, registry, "https://api.omnicloud.example");
+    let queue = WebhookQueue::new(store, clock, guard, "https://api.omnicloud.example");
     for i in 0..endpoints {
         let mut spec = EndpointSpec::new(tenant(), format!("http://127.0.0.1:9/hooks/{i}"));
         spec.event_types = vec![EventType::StateChange];

@@ -363,10 +363,9 @@ impl WebhookService {
             chrono::TimeDelta::from_std(lease).map_err(|e| BindingError::value(e.to_string()))?;
         let transport = HttpTransport::new(guard.clone(), timeout)
             .map_err(|e| BindingError::value(e.to_string()))?;
-        let registry = core::EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
         Ok(Self {
             queue: Arc::new(
-                core::WebhookQueue::new(store, clock, registry, base_url)
+                core::WebhookQueue::new(store, clock, guard.clone(), base_url)
                     .with_claim_lease(lease)
                     .map_err(BindingError::from)?,
             ),

@@ -21,7 +21,7 @@ use omnicloud_core::apikey::ApiKey;
 use omnicloud_core::clock::{SharedClock, SystemClock};
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
-use omnicloud_core::webhook::{EndpointRegistry, IpNetwork, UrlGuard, WebhookQueue};
+use omnicloud_core::webhook::{IpNetwork, UrlGuard, WebhookQueue};
 use tokio::sync::oneshot;
 
 use crate::api::{self, ApiState};
@@ -120,9 +120,8 @@ impl Server {
         .map_err(omnicloud_core::Error::from)?;
         let clock: SharedClock = Arc::new(SystemClock);
         let guard = UrlGuard::new(config.allow.clone());
-        let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
         let queue = Arc::new(
-            WebhookQueue::new(store, clock.clone(), registry, &base_url)
+            WebhookQueue::new(store, clock.clone(), guard.clone(), &base_url)
                 .with_claim_lease(claim_lease(config)?)?,
         );
         let signal = DispatchSignal::new();

@@ -10,9 +10,7 @@ use omnicloud_core::clock::{SharedClock, SystemClock};
 use omnicloud_core::deploy::DeploymentService;
 use omnicloud_core::ids::TenantId;
 use omnicloud_core::store::Store;
-use omnicloud_core::webhook::{
-    DeliveryStatus, EndpointRegistry, EndpointSpec, IpNetwork, UrlGuard, WebhookQueue,
-};
+use omnicloud_core::webhook::{DeliveryStatus, EndpointSpec, IpNetwork, UrlGuard, WebhookQueue};
 use omnicloud_runtime::dispatcher::{
     DispatchSignal, Dispatcher, DispatcherConfig, SignallingOutbox,
 };
@@ -84,11 +82,10 @@ fn fixture() -> Fixture {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = Store::memory().expect("store");
     let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-    let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
     let queue = Arc::new(WebhookQueue::new(
         store.clone(),
         clock.clone(),
-        registry,
+        guard.clone(),
         "http://127.0.0.1:8080",
     ));
     let signal = DispatchSignal::new();

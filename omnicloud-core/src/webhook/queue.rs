@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    EndpointRegistry, EventType, RateLimiter, RetryPolicy, WebhookEndpoint, signature_header,
+    EndpointRegistry, EventType, RateLimiter, RetryPolicy, UrlGuard, WebhookEndpoint,
+    signature_header,
 };
 use crate::clock::SharedClock;
 use crate::deploy::{DeploymentOutbox, DeploymentState};
@@ -182,18 +183,14 @@ pub struct WebhookQueue {
 }
 
 impl WebhookQueue {
-    /// A queue in `store` for the endpoints of `registry`; payload links point under
-    /// `base_url` (the REST API's public address).
-    pub fn new(
-        store: Store,
-        clock: SharedClock,
-        registry: EndpointRegistry,
-        base_url: &str,
-    ) -> Self {
+    /// A queue in `store`, with its endpoint registry in the same store (the queue joins the
+    /// two tables) checking endpoint URLs with `guard`; payload links point under `base_url`
+    /// (the REST API's public address).
+    pub fn new(store: Store, clock: SharedClock, guard: UrlGuard, base_url: &str) -> Self {
         Self {
+            registry: EndpointRegistry::new(store.clone(), clock.clone(), guard),
             store,
             clock,
-            registry,
             base_url: base_url.trim_end_matches('/').to_owned(),
             lease: CLAIM_LEASE,
             limiters: Mutex::new(HashMap::new()),

@@ -256,8 +256,7 @@ mod queue {
     /// A queue in `store` whose endpoints may be on 127.0.0.1.
     fn queue_in(store: Store, clock: SharedClock) -> WebhookQueue {
         let guard = UrlGuard::new(vec![IpNetwork::parse("127.0.0.1/32").expect("net")]);
-        let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard);
-        WebhookQueue::new(store, clock, registry, "https://omnicloud.example")
+        WebhookQueue::new(store, clock, guard, "https://omnicloud.example")
     }
 
     fn pipeline() -> Pipeline {

@@ -33,7 +33,7 @@ use omnicloud_core::clock::SharedClock;
 use omnicloud_core::deploy::{DeploymentOutbox, DeploymentService};
 use omnicloud_core::events::EventBus;
 use omnicloud_core::store::Store;
-use omnicloud_core::webhook::{EndpointRegistry, UrlGuard, WebhookQueue};
+use omnicloud_core::webhook::{UrlGuard, WebhookQueue};
 use utoipa::OpenApi;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -90,11 +90,10 @@ impl ApiState {
         guard: UrlGuard,
         base_url: &str,
     ) -> omnicloud_core::Result<Self> {
-        let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard);
         let webhooks = Arc::new(WebhookQueue::new(
             store.clone(),
             clock.clone(),
-            registry,
+            guard,
             base_url,
         ));
         Self::over_queue(webhooks.clone(), webhooks, clock)

@@ -14,8 +14,8 @@ use omnicloud_core::clock::{Clock, ManualClock, SharedClock};
 use omnicloud_core::deploy::DeploymentService;
 use omnicloud_core::store::Store;
 use omnicloud_core::webhook::{
-    DeliveryStatus, EndpointRegistry, EndpointSpec, EventType, IpNetwork, UrlGuard,
-    WebhookEndpoint, WebhookQueue, WebhookSecret, verify,
+    DeliveryStatus, EndpointSpec, EventType, IpNetwork, UrlGuard, WebhookEndpoint, WebhookQueue,
+    WebhookSecret, verify,
 };
 
 use super::{DemoError, Timeline, tenant_id};
@@ -156,11 +156,10 @@ pub(super) fn run<W: Write>(
     // The SSRF guard refuses loopback; the demo's receiver is allow-listed explicitly.
     let loopback = IpNetwork::parse("127.0.0.1/32").map_err(omnicloud_core::Error::from)?;
     let guard = UrlGuard::new(vec![loopback]);
-    let registry = EndpointRegistry::new(store.clone(), clock.clone(), guard.clone());
     let queue = Arc::new(WebhookQueue::new(
         store.clone(),
         clock.clone(),
-        registry,
+        guard.clone(),
         "http://127.0.0.1:8080",
     ));
     let transport = HttpTransport::new(guard, Duration::from_secs(5))?;
