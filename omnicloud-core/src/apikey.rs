@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
 use crate::error::{ApiKeyError, Error, Result};
-use crate::ids::{TenantId, generate_id, validate_display_text};
+use crate::ids::{TenantId, generate_prefixed_id, validate_display_text};
 use crate::store::{Store, format_timestamp};
 
 /// The prefix of every key's plaintext.
@@ -107,7 +107,7 @@ impl ApiKeys {
             reason: e.to_string(),
         })?;
         let key = ApiKey {
-            id: generate_id().replace('-', ""),
+            id: generate_prefixed_id(""),
             tenant_id: tenant_id.clone(),
             name: name.to_owned(),
             created_at: self.clock.now(),

@@ -140,9 +140,32 @@ pub fn generate_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// Generates a new time-ordered unique id written after `prefix` as 32 lower-case hex digits
+/// (a UUIDv7 without hyphens), e.g. `dlv_019a…`; ids with one prefix sort in creation order.
+pub fn generate_prefixed_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixed_ids_are_the_prefix_and_32_hex_digits_in_creation_order() {
+        let first = generate_prefixed_id("dlv_");
+        let second = generate_prefixed_id("dlv_");
+        for id in [&first, &second] {
+            let digits = id.strip_prefix("dlv_").expect("prefix");
+            assert_eq!(digits.len(), 32, "{id}");
+            assert!(
+                digits
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+        }
+        assert!(first < second);
+        assert_eq!(generate_prefixed_id("").len(), 32);
+    }
 
     #[test]
     fn accepts_the_id_grammar() {

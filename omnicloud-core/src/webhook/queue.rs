@@ -26,7 +26,7 @@ use crate::clock::SharedClock;
 use crate::deploy::{DeploymentOutbox, DeploymentState};
 use crate::error::{Error, Result, StoreError, WebhookError};
 use crate::events::{Envelope, Event};
-use crate::ids::{TenantId, generate_id};
+use crate::ids::{TenantId, generate_prefixed_id};
 use crate::store::{Store, format_timestamp};
 
 /// How long a claimed delivery is reserved for the dispatcher that claimed it, by default.
@@ -304,7 +304,7 @@ impl WebhookQueue {
             })
             .collect();
         Some(Message {
-            id: format!("msg_{}", generate_id().replace('-', "")),
+            id: generate_prefixed_id("msg_"),
             tenant: tenant.clone(),
             event_type,
             event_id: envelope.id.clone(),
@@ -354,7 +354,7 @@ impl WebhookQueue {
             if queued.contains(endpoint_id) {
                 continue;
             }
-            let id = format!("dlv_{}", generate_id().replace('-', ""));
+            let id = generate_prefixed_id("dlv_");
             // Its own body only when it differs from the message's payload.
             let (status, next, own, attempts) = match body {
                 Ok(own) => (DeliveryStatus::Pending, Some(now), own.as_deref(), 0),

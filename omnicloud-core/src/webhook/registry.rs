@@ -14,7 +14,7 @@ use super::{MAX_ATTEMPTS_LIMIT, MAX_RATE_PER_MINUTE, Template, UrlGuard, Webhook
 use crate::clock::SharedClock;
 use crate::deploy::DeploymentState;
 use crate::error::{Error, Result, StoreError, WebhookError};
-use crate::ids::{TenantId, generate_id};
+use crate::ids::{TenantId, generate_prefixed_id};
 use crate::store::{Store, format_timestamp};
 
 /// The longest grace period of a rotated-out secret.
@@ -92,7 +92,7 @@ impl EndpointRegistry {
             None => WebhookSecret::generate()?,
         };
         let endpoint = WebhookEndpoint {
-            id: format!("ep_{}", generate_id().replace('-', "")),
+            id: generate_prefixed_id("ep_"),
             tenant_id: spec.tenant_id.clone(),
             url: self.guard.check_url(&spec.url)?.to_string(),
             event_types: normalise_event_types(&spec.event_types)?,
