@@ -487,6 +487,7 @@ def run_together(path: Path, children: int, kill_after: int | None) -> tuple[lis
     argv = [sys.executable, "-c", CHILD, str(path), FIXED.isoformat(), str(BATCH), "real"]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(children)]
     lines: list[list[str]] = [[] for _ in procs]
+    batches = [0 for _ in procs]
     arrived: queue.Queue[tuple[int, str | None]] = queue.Queue()
 
     def read(n: int, proc: subprocess.Popen[str]) -> None:
@@ -507,8 +508,8 @@ def run_together(path: Path, children: int, kill_after: int | None) -> tuple[lis
                 open_streams -= 1
                 continue
             lines[n].append(line)
-            progressed = sum(seen.startswith("p ") for seen in lines[n])
-            if victim is None and kill_after is not None and progressed >= kill_after:
+            batches[n] += line.startswith("p ")
+            if victim is None and kill_after is not None and batches[n] >= kill_after:
                 victim = n
                 os.kill(procs[n].pid, signal.SIGKILL)
         done: list[str] = []
